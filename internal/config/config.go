@@ -1,0 +1,125 @@
+// Package config is the configuration of a `tandem server`: defaults, a YAML
+// (or JSON) file for everything, and the command-line flags that DESIGN.md
+// makes public (--data-dir, --listen, --region, --store), which override
+// the file.
+package config
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Config is the configuration of one region's server.
+type Config struct {
+	// DataDir holds everything the region keeps on local disk.
+	DataDir string `json:"data_dir"`
+	// Listen is the HOST:PORT of the API, UI and agent gateway.
+	Listen string `json:"listen"`
+	// Region names this region (primary, secondary, westeurope...).
+	Region string `json:"region"`
+	// Store is the metadata store: empty for SQLite in DataDir, or a
+	// postgres:// URL.
+	Store string `json:"store"`
+
+	TLS       TLS       `json:"tls"`
+	Workspace Workspace `json:"workspace"`
+	Log       Log       `json:"log"`
+	// AdminUser is the user name of the administrator created for
+	// TANDEM_BOOTSTRAP_TOKEN.
+	AdminUser string `json:"admin_user"`
+}
+
+// TLS configures the API's certificate.
+type TLS struct {
+	// CertFile and KeyFile replace the certificate issued by the local CA.
+	CertFile string `json:"cert_file"`
+	KeyFile  string `json:"key_file"`
+	// Hosts are extra DNS names and addresses for the issued certificate,
+	// beyond localhost, 127.0.0.1 and the listen host.
+	Hosts []string `json:"hosts"`
+}
+
+// Workspace names the workspace in audit records (resourceId).
+type Workspace struct {
+	Name           string `json:"name"`
+	SubscriptionID string `json:"subscription_id"`
+	ResourceGroup  string `json:"resource_group"`
+}
+
+// Log configures the server's own log.
+type Log struct {
+	Level  string `json:"level"`  // debug, info, warn, error
+	Format string `json:"format"` // text or json
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		DataDir:   "tandem-data",
+		Listen:    "127.0.0.1:8443",
+		Region:    "primary",
+		AdminUser: "admin@tandem.local",
+		Workspace: Workspace{Name: "tandem", SubscriptionID: "00000000-0000-0000-0000-000000000000", ResourceGroup: "tandem"},
+		Log:       Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads a configuration file over the defaults.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	if path == "" {
+		return cfg, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read config file: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
+		return cfg, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Validate checks the configuration and fills in derived defaults.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("data_dir is empty")
+	}
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return err
+	}
+	c.DataDir = abs
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen %q is not HOST:PORT: %w", c.Listen, err)
+	}
+	if c.Region == "" || strings.ContainsAny(c.Region, "/ \t") {
+		return fmt.Errorf("region %q must be a non-empty name without spaces or slashes", c.Region)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return fmt.Errorf("tls.cert_file and tls.key_file go together")
+	}
+	if c.Workspace.Name == "" {
+		c.Workspace.Name = "tandem"
+	}
+	return nil
+}
+
+// StoreDSN is the metadata store to open.
+func (c *Config) StoreDSN() string {
+	if c.Store != "" {
+		return c.Store
+	}
+	return filepath.Join(c.DataDir, "meta.db")
+}
+
+// ResourceID is the workspace's id in audit records, in Azure's form.
+func (c *Config) ResourceID() string {
+	return strings.ToUpper(fmt.Sprintf("/SUBSCRIPTIONS/%s/RESOURCEGROUPS/%s/PROVIDERS/MICROSOFT.DATABRICKS/WORKSPACES/%s",
+		c.Workspace.SubscriptionID, c.Workspace.ResourceGroup, c.Workspace.Name))
+}

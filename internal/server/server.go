@@ -1,0 +1,230 @@
+// Package server assembles one region's control plane: it opens the
+// metadata store, the audit journal and the certificate authority, builds
+// the domain services, mounts their routes behind the API middleware and
+// runs their loops. It owns every goroutine it starts; Close stops them.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/tandemdata/tandem/internal/api"
+	"github.com/tandemdata/tandem/internal/audit"
+	"github.com/tandemdata/tandem/internal/config"
+	"github.com/tandemdata/tandem/internal/identity"
+	"github.com/tandemdata/tandem/internal/pki"
+	"github.com/tandemdata/tandem/internal/store"
+	"github.com/tandemdata/tandem/internal/store/sqlstore"
+)
+
+// Server is a running region.
+type Server struct {
+	cfg config.Config
+	log *slog.Logger
+
+	Store    store.Store
+	Journal  *audit.Journal
+	CA       *pki.CA
+	Identity *identity.Service
+
+	mux      *api.Mux
+	http     *http.Server
+	listener net.Listener
+	cert     tls.Certificate
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// kindInfo holds facts about the workspace fixed at its first start.
+const kindInfo store.Kind = "server.workspace"
+
+type workspaceInfo struct {
+	OrgID   int64 `json:"org_id"`
+	Created int64 `json:"created"`
+}
+
+// New opens a region's state and builds its services; it does not listen yet.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("region", cfg.Region)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	s := &Server{cfg: cfg, log: log}
+	ok := false
+	defer func() {
+		if !ok {
+			s.closeState()
+		}
+	}()
+
+	var err error
+	if s.Store, err = sqlstore.Open(ctx, cfg.StoreDSN()); err != nil {
+		return nil, err
+	}
+	if s.Journal, err = audit.OpenJournal(filepath.Join(cfg.DataDir, "audit", "journal")); err != nil {
+		return nil, err
+	}
+	if s.CA, err = pki.LoadOrCreateCA(filepath.Join(cfg.DataDir, "tls"), "Tandem CA "+cfg.Region); err != nil {
+		return nil, err
+	}
+	if s.cert, err = s.serverCertificate(); err != nil {
+		return nil, err
+	}
+	info, err := s.workspaceInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	s.Identity = identity.New(s.Store, log.With("component", "identity"))
+	if err := s.Identity.EnsureBuiltins(ctx); err != nil {
+		return nil, fmt.Errorf("create built-in groups: %w", err)
+	}
+	if err := s.Identity.Bootstrap(ctx, os.Getenv("TANDEM_BOOTSTRAP_TOKEN"), cfg.AdminUser); err != nil {
+		return nil, fmt.Errorf("bootstrap admin token: %w", err)
+	}
+
+	s.mux = api.NewMux(api.Config{
+		Auth:       s.Identity,
+		Audit:      s.Journal,
+		Logger:     log.With("component", "api"),
+		ResourceID: cfg.ResourceID(),
+		OrgID:      info.OrgID,
+	})
+	s.mux.Handle(api.Route{Pattern: "GET /healthz", Public: true, NoAudit: true, Handler: s.healthz})
+	s.mux.Handle(s.Identity.Routes()...)
+	ok = true
+	return s, nil
+}
+
+func (s *Server) serverCertificate() (tls.Certificate, error) {
+	if s.cfg.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile)
+		if err != nil {
+			return cert, fmt.Errorf("load TLS certificate: %w", err)
+		}
+		return cert, nil
+	}
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if h, _, err := net.SplitHostPort(s.cfg.Listen); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
+		hosts = append(hosts, h)
+	}
+	hosts = append(hosts, s.cfg.TLS.Hosts...)
+	return s.CA.ServerCertificate(filepath.Join(s.cfg.DataDir, "tls"), "tandem "+s.cfg.Region, hosts)
+}
+
+// workspaceInfo reads the workspace's fixed facts, creating them on first
+// start. They live in the store, so a secondary region has the same ones.
+func (s *Server) workspaceInfo(ctx context.Context) (workspaceInfo, error) {
+	var info workspaceInfo
+	_, err := s.Store.Update(ctx, func(tx store.Tx) error {
+		var err error
+		info, err = store.Get[workspaceInfo](tx, kindInfo, "info")
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		var b [8]byte
+		rand.Read(b[:])
+		info = workspaceInfo{OrgID: int64(binary.BigEndian.Uint64(b[:])>>12) + 1, Created: tx.Now().UnixMilli()}
+		return store.Put(tx, kindInfo, "info", info)
+	})
+	return info, err
+}
+
+func (s *Server) healthz(ctx context.Context, req *api.Request) (any, error) {
+	return map[string]string{"status": "ok", "region": s.cfg.Region}, nil
+}
+
+// Handler is the server's HTTP handler (for in-process tests).
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// TLSConfig is the server's TLS configuration.
+func (s *Server) TLSConfig() *tls.Config { return pki.ServerConfig(s.cert, s.CA.Pool()) }
+
+// CAFile is the path of the PEM file clients trust.
+func (s *Server) CAFile() string { return filepath.Join(s.cfg.DataDir, "tls", pki.CAFile) }
+
+// Start listens on the configured address and serves in the background.
+func (s *Server) Start() error {
+	l, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+	}
+	s.listener = l
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.http = &http.Server{
+		Handler:           s.mux,
+		TLSConfig:         s.TLSConfig(),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return s.ctx },
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.Identity.Watch(s.ctx)
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.http.ServeTLS(l, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("serve", "err", err)
+		}
+	}()
+	s.log.Info("serving", "url", s.URL(), "ca_file", s.CAFile())
+	return nil
+}
+
+// URL is the https URL of the server.
+func (s *Server) URL() string {
+	addr := s.cfg.Listen
+	if s.listener != nil {
+		addr = s.listener.Addr().String()
+	}
+	return "https://" + addr
+}
+
+// Close stops serving (letting calls in flight finish, up to a bound), stops
+// every loop and closes the state.
+func (s *Server) Close() error {
+	if s.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		s.http.Shutdown(ctx)
+		cancel()
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+	return s.closeState()
+}
+
+func (s *Server) closeState() error {
+	var errs []error
+	if s.Journal != nil {
+		errs = append(errs, s.Journal.Close())
+	}
+	if s.Store != nil {
+		errs = append(errs, s.Store.Close())
+	}
+	return errors.Join(errs...)
+}

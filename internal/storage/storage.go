@@ -1,0 +1,46 @@
+// Package storage is a region's storage account: the place that holds DBFS
+// file contents, workspace object contents, delivered logs, backups and
+// restore points. An Account keeps named objects on one or more Backends
+// (a local directory, an Azure Blob container); objects are published
+// atomically, so a reader sees the whole old object or the whole new one.
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Sentinel errors callers branch on.
+var (
+	ErrNotFound = errors.New("object not found")
+	// ErrNoSpace is returned when a backend is out of space; nothing of the
+	// object was published.
+	ErrNoSpace = errors.New("storage account is out of space")
+)
+
+// ObjectInfo describes a stored object.
+type ObjectInfo struct {
+	Name    string
+	Size    int64
+	ModTime time.Time
+}
+
+// Backend is one place objects are kept. Implementations live in
+// subpackages (storage/local, storage/azureblob); every one passes the
+// behaviour suite in storage/storagetest.
+type Backend interface {
+	// Put stores the object read from r under name, replacing any object of
+	// that name atomically: until Put returns nil, readers see the old object
+	// (or none); after, the whole new one.
+	Put(ctx context.Context, name string, r io.Reader) error
+	// Get reads length bytes from offset (length < 0: to the end).
+	Get(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error)
+	// Stat describes one object, or returns ErrNotFound.
+	Stat(ctx context.Context, name string) (ObjectInfo, error)
+	// Delete removes an object; a missing object is not an error.
+	Delete(ctx context.Context, name string) error
+	// List calls fn for each object whose name starts with prefix, in name order.
+	List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error
+}

@@ -1,0 +1,59 @@
+// Package testenv starts the real components integration tests run against
+// (PostgreSQL, and later Azurite, Prometheus, Spark), each on loopback on a
+// free port, and stops them when the test binary ends. A package that uses a
+// shared component calls Main from its TestMain.
+package testenv
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"testing"
+)
+
+var (
+	cleanupMu sync.Mutex
+	cleanups  []func()
+)
+
+// Main runs the tests and then stops every shared component they started.
+func Main(m *testing.M) {
+	code := m.Run()
+	cleanupMu.Lock()
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		cleanups[i]()
+	}
+	cleanupMu.Unlock()
+	os.Exit(code)
+}
+
+func atExit(fn func()) {
+	cleanupMu.Lock()
+	cleanups = append(cleanups, fn)
+	cleanupMu.Unlock()
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	p := freePort()
+	if p == 0 {
+		t.Fatal("no free port on 127.0.0.1")
+	}
+	return p
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Addr returns "127.0.0.1:<free port>".
+func Addr(t testing.TB) string {
+	return fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+}
