@@ -314,12 +314,14 @@ func isJSON(r *http.Request) bool {
 	return mt == "application/json" || strings.HasSuffix(mt, "+json") || mt == "text/plain"
 }
 
-// errorBody is the Databricks error body; SCIM routes add SCIM's fields.
+// errorBody is the Databricks error body. SCIM routes add SCIM's schema and
+// status, but not its "detail": both Databricks SDKs let a detail override
+// error_code (making every SCIM error SCIM_<status>), and clients branch on
+// the code.
 type errorBody struct {
 	ErrorCode string   `json:"error_code"`
 	Message   string   `json:"message"`
 	Schemas   []string `json:"schemas,omitempty"`
-	Detail    string   `json:"detail,omitempty"`
 	Status    string   `json:"status,omitempty"`
 }
 
@@ -332,7 +334,6 @@ func (m *Mux) encode(req *Request, rt *Route, result any, err error) (int, []byt
 		body := errorBody{ErrorCode: e.Code, Message: e.Message}
 		if rt.SCIM {
 			body.Schemas = []string{"urn:ietf:params:scim:api:messages:2.0:Error"}
-			body.Detail = e.Message
 			body.Status = fmt.Sprint(e.Status)
 		}
 		b, _ := json.Marshal(body)

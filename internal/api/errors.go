@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/tandemdata/tandem/internal/keys"
+	"github.com/tandemdata/tandem/internal/storage"
 	"github.com/tandemdata/tandem/internal/store"
 )
 
@@ -131,16 +133,23 @@ func Denied(format string, args ...any) *Error {
 
 // sentinels maps the internal errors that callers branch on to wire errors.
 // It is the only place where an internal error becomes an error code.
+// An empty message uses the error's own text, for errors whose text is
+// written for the caller (key errors name the key, never its material).
 var sentinels = []struct {
 	err     error
 	code    string
 	message string
+	status  int
 }{
-	{store.ErrNotFound, ResourceDoesNotExist, "The requested resource does not exist."},
-	{store.ErrExists, ResourceAlreadyExists, "The resource already exists."},
-	{store.ErrReadOnly, InvalidState, "This region does not accept writes."},
-	{context.DeadlineExceeded, DeadlineExceeded, "The request took too long."},
-	{context.Canceled, Cancelled, "The request was cancelled."},
+	{store.ErrNotFound, ResourceDoesNotExist, "The requested resource does not exist.", 0},
+	{storage.ErrNotFound, ResourceDoesNotExist, "The object's contents are missing from the storage account.", 0},
+	{storage.ErrNoSpace, IOError, "The storage account is out of space; nothing was written.", http.StatusInsufficientStorage},
+	{keys.ErrKeyDisabled, PermissionDenied, "", 0},
+	{keys.ErrKeyNotFound, PermissionDenied, "", 0},
+	{store.ErrExists, ResourceAlreadyExists, "The resource already exists.", 0},
+	{store.ErrReadOnly, InvalidState, "This region does not accept writes.", 0},
+	{context.DeadlineExceeded, DeadlineExceeded, "The request took too long.", 0},
+	{context.Canceled, Cancelled, "The request was cancelled.", 0},
 }
 
 // ErrorOf turns any error into the API error the caller sees. An unknown
@@ -156,7 +165,15 @@ func ErrorOf(err error) *Error {
 	}
 	for _, s := range sentinels {
 		if errors.Is(err, s.err) {
-			return Wrap(err, s.code, "%s", s.message)
+			msg := s.message
+			if msg == "" {
+				msg = err.Error()
+			}
+			e := Wrap(err, s.code, "%s", msg)
+			if s.status != 0 {
+				e.Status = s.status
+			}
+			return e
 		}
 	}
 	return Wrap(err, InternalError, "Internal error; the server log has the details under this request's id.")

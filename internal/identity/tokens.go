@@ -273,3 +273,19 @@ func (s *Service) oboToken(ctx context.Context, req *api.Request) (any, error) {
 	}
 	return s.issue(ctx, sp.ID, sp.ApplicationID, principal.MustFrom(ctx), r)
 }
+
+// IssueToken creates a personal access token for the principal with the
+// given id, outside the API (tests and `tandem up` use it). It returns the
+// token's value.
+func (s *Service) IssueToken(ctx context.Context, ownerID, comment string, lifetimeSeconds int64) (string, error) {
+	owner, err := s.Resolve(ctx, ownerID)
+	if err != nil {
+		return "", err
+	}
+	value := NewTokenValue()
+	err = s.update(ctx, func(tx store.Tx) error {
+		_, err := s.storeToken(tx, value, owner.ID, owner.Name, principal.SystemPrincipal.ID, principal.SystemName, comment, lifetimeSeconds)
+		return err
+	})
+	return value, err
+}

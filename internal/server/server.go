@@ -23,6 +23,8 @@ import (
 	"github.com/tandemdata/tandem/internal/audit"
 	"github.com/tandemdata/tandem/internal/config"
 	"github.com/tandemdata/tandem/internal/identity"
+	"github.com/tandemdata/tandem/internal/permissions"
+	"github.com/tandemdata/tandem/internal/principal"
 	"github.com/tandemdata/tandem/internal/pki"
 	"github.com/tandemdata/tandem/internal/store"
 	"github.com/tandemdata/tandem/internal/store/sqlstore"
@@ -37,6 +39,7 @@ type Server struct {
 	Journal  *audit.Journal
 	CA       *pki.CA
 	Identity *identity.Service
+	Perms    *permissions.Service
 
 	mux      *api.Mux
 	http     *http.Server
@@ -95,6 +98,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	}
 
 	s.Identity = identity.New(s.Store, log.With("component", "identity"))
+	s.Perms = permissions.New(s.Store, s.Identity)
+	s.Perms.Register(permissions.ObjectType{
+		Name: "authorization", Wire: "tokens", Levels: permissions.TokenLevels,
+		Category: "accounts", Action: "changeDbTokenAcl",
+		// Until an admin configures token permissions, every user may use tokens.
+		Default: permissions.CanUse,
+		Resolve: func(tx store.Tx, id string) (permissions.Object, error) {
+			if id != "tokens" {
+				return permissions.Object{}, store.ErrNotFound
+			}
+			return permissions.Object{Ref: permissions.Ref{Type: "authorization", ID: "tokens"}, Display: "personal access tokens"}, nil
+		},
+	})
+	s.Identity.TokenPolicy = func(ctx context.Context, p principal.Principal) error {
+		return s.Perms.CheckContext(ctx, "authorization", "tokens", permissions.CanUse)
+	}
 	if err := s.Identity.EnsureBuiltins(ctx); err != nil {
 		return nil, fmt.Errorf("create built-in groups: %w", err)
 	}
@@ -110,7 +129,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		OrgID:      info.OrgID,
 	})
 	s.mux.Handle(api.Route{Pattern: "GET /healthz", Public: true, NoAudit: true, Handler: s.healthz})
+	// The Python SDK probes this, unauthenticated, for the workspace id.
+	s.mux.Handle(api.Route{Pattern: "GET /.well-known/databricks-config", Public: true, NoAudit: true,
+		Handler: func(context.Context, *api.Request) (any, error) {
+			return map[string]any{"workspace_id": fmt.Sprint(info.OrgID)}, nil
+		}})
 	s.mux.Handle(s.Identity.Routes()...)
+	s.mux.Handle(s.Perms.Routes()...)
 	ok = true
 	return s, nil
 }
