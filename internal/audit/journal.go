@@ -166,7 +166,6 @@ func validPrefix(f *os.File) (int64, error) {
 	}
 }
 
-
 // Append writes rec durably. It returns after the record is synced to disk.
 func (j *Journal) Append(ctx context.Context, rec *Record) error {
 	line, err := json.Marshal(rec)

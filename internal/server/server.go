@@ -24,8 +24,8 @@ import (
 	"github.com/tandemdata/tandem/internal/config"
 	"github.com/tandemdata/tandem/internal/identity"
 	"github.com/tandemdata/tandem/internal/permissions"
-	"github.com/tandemdata/tandem/internal/principal"
 	"github.com/tandemdata/tandem/internal/pki"
+	"github.com/tandemdata/tandem/internal/principal"
 	"github.com/tandemdata/tandem/internal/store"
 	"github.com/tandemdata/tandem/internal/store/sqlstore"
 )
