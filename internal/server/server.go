@@ -23,9 +23,12 @@ import (
 	"github.com/tandemdata/tandem/internal/audit"
 	"github.com/tandemdata/tandem/internal/config"
 	"github.com/tandemdata/tandem/internal/identity"
+	"github.com/tandemdata/tandem/internal/keys"
 	"github.com/tandemdata/tandem/internal/permissions"
 	"github.com/tandemdata/tandem/internal/pki"
 	"github.com/tandemdata/tandem/internal/principal"
+	"github.com/tandemdata/tandem/internal/storage"
+	"github.com/tandemdata/tandem/internal/storage/local"
 	"github.com/tandemdata/tandem/internal/store"
 	"github.com/tandemdata/tandem/internal/store/sqlstore"
 )
@@ -40,6 +43,10 @@ type Server struct {
 	CA       *pki.CA
 	Identity *identity.Service
 	Perms    *permissions.Service
+	// Keys is the platform keyring (DATA_DIR/keys).
+	Keys *keys.Keyring
+	// Storage is the region's storage account: DBFS and workspace contents.
+	Storage storage.Backend
 
 	mux      *api.Mux
 	http     *http.Server
@@ -90,6 +97,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return nil, err
 	}
 	if s.cert, err = s.serverCertificate(); err != nil {
+		return nil, err
+	}
+	if s.Keys, err = keys.OpenKeyring(filepath.Join(cfg.DataDir, "keys")); err != nil {
+		return nil, err
+	}
+	if s.Storage, err = local.New(filepath.Join(cfg.DataDir, "storage")); err != nil {
 		return nil, err
 	}
 	info, err := s.workspaceInfo(ctx)
