@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"testing"
@@ -145,13 +146,11 @@ func TestServerRunsOnPostgreSQL(t *testing.T) {
 func TestGracefulShutdownFinishesCallsInFlight(t *testing.T) {
 	srv := servertest.Start(t)
 	client := &http.Client{Transport: srv.Transport()}
-	// A warm keep-alive connection, so the next call is in flight at once.
-	if r := srv.Do(srv.AdminToken, http.MethodGet, "/healthz", nil); r.Status != 200 {
-		t.Fatal(r.Status)
-	}
 	done := make(chan int, 1)
+	written := make(chan struct{})
 	go func() {
-		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/2.0/preview/scim/v2/Users", nil)
+		trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { close(written) }}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, srv.URL+"/api/2.0/preview/scim/v2/Users", nil)
 		req.Header.Set("Authorization", "Bearer "+srv.AdminToken)
 		resp, err := client.Do(req)
 		if err != nil {
@@ -161,7 +160,8 @@ func TestGracefulShutdownFinishesCallsInFlight(t *testing.T) {
 		resp.Body.Close()
 		done <- resp.StatusCode
 	}()
-	time.Sleep(20 * time.Millisecond)
+	// Shut down once the request is on the wire.
+	<-written
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
 	}
