@@ -11,6 +11,8 @@ type record struct {
 	Run  Run                  `json:"run"`
 	Spec Spec                 `json:"spec"` // the job's settings when the run was triggered
 	Exec map[string]*TaskExec `json:"exec"` // by task key
+	// Params are the parameters the run was triggered with.
+	Params runParams `json:"params"`
 	// Clusters are the clusters this run uses, by cluster reference
 	// (clusterRef), and whether the run created them (and must terminate them).
 	Clusters map[string]RunCluster `json:"clusters,omitempty"`

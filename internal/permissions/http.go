@@ -3,6 +3,7 @@ package permissions
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -290,4 +291,18 @@ func (s *Service) levels(ctx context.Context, req *api.Request) (any, error) {
 		out = append(out, levelInfo{Level: l, Description: descriptions[l]})
 	}
 	return map[string]any{"permission_levels": out}, nil
+}
+
+// ValidateGrants checks grants for an object type as the Permissions API
+// does (levels valid for the type, principals that exist, one owner), for
+// services that take an access_control_list at creation.
+func (s *Service) ValidateGrants(ctx context.Context, typeName string, grants []Grant) error {
+	t, ok := s.Type(typeName)
+	if !ok {
+		return fmt.Errorf("permissions: unknown object type %q", typeName)
+	}
+	if _, err := keepOwner(t, nil, grants, grants); err != nil {
+		return err
+	}
+	return s.validate(ctx, t, grants)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/tandemdata/tandem/internal/audit"
 	"github.com/tandemdata/tandem/internal/config"
 	"github.com/tandemdata/tandem/internal/identity"
+	"github.com/tandemdata/tandem/internal/jobs"
 	"github.com/tandemdata/tandem/internal/keys"
 	"github.com/tandemdata/tandem/internal/permissions"
 	"github.com/tandemdata/tandem/internal/pki"
@@ -47,6 +48,10 @@ type Server struct {
 	Keys *keys.Keyring
 	// Storage is the region's storage account: DBFS and workspace contents.
 	Storage storage.Backend
+	Jobs    *jobs.Service
+
+	// loops are the background loops Start runs with the server's context.
+	loops []func(context.Context)
 
 	mux      *api.Mux
 	http     *http.Server
@@ -147,8 +152,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		Handler: func(context.Context, *api.Request) (any, error) {
 			return map[string]any{"workspace_id": fmt.Sprint(info.OrgID)}, nil
 		}})
+	s.Jobs = &jobs.Service{Store: s.Store, Perms: s.Perms, Log: log.With("component", "jobs"), Audit: s.Journal,
+		ResourceID: cfg.ResourceID(), WorkspaceID: info.OrgID}
+	s.Jobs.Init()
+
 	s.mux.Handle(s.Identity.Routes()...)
 	s.mux.Handle(s.Perms.Routes()...)
+	s.mux.Handle(s.Jobs.Routes()...)
+	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run)
 	ok = true
 	return s, nil
 }
@@ -216,11 +227,13 @@ func (s *Server) Start() error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.Identity.Watch(s.ctx)
-	}()
+	for _, loop := range s.loops {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			loop(s.ctx)
+		}()
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

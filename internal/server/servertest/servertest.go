@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,6 +46,23 @@ func WithStore(dsn string) Option { return func(c *config.Config) { c.Store = ds
 // WithDataDir uses an existing data directory (to restart a region).
 func WithDataDir(dir string) Option { return func(c *config.Config) { c.DataDir = dir } }
 
+// setups run between building the server and starting it, keyed by the
+// config they were registered on (see WithSetup).
+var (
+	setupsMu sync.Mutex
+	setups   = map[*config.Config][]func(*server.Server){}
+)
+
+// WithSetup changes the built server before it starts (to plug test doubles
+// into its services where a real component is not the subject).
+func WithSetup(fn func(*server.Server)) Option {
+	return func(c *config.Config) {
+		setupsMu.Lock()
+		setups[c] = append(setups[c], fn)
+		setupsMu.Unlock()
+	}
+}
+
 // Start starts a region and stops it when the test ends.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
@@ -55,7 +73,14 @@ func Start(t testing.TB, opts ...Option) *Server {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	// A restarted region keeps its admin token: it is made on first start only.
+	tokenFile := filepath.Join(cfg.DataDir, "servertest-admin-token")
 	token := identity.NewTokenValue()
+	if b, err := os.ReadFile(tokenFile); err == nil {
+		token = string(b)
+	} else if err := os.MkdirAll(cfg.DataDir, 0o700); err == nil {
+		os.WriteFile(tokenFile, []byte(token), 0o600)
+	}
 	t.Setenv("TANDEM_BOOTSTRAP_TOKEN", token)
 	level := slog.LevelWarn
 	if os.Getenv("TANDEM_TEST_LOG") != "" {
@@ -65,6 +90,13 @@ func Start(t testing.TB, opts ...Option) *Server {
 	srv, err := server.New(context.Background(), cfg, log)
 	if err != nil {
 		t.Fatalf("start server: %v", err)
+	}
+	setupsMu.Lock()
+	fns := setups[&cfg]
+	delete(setups, &cfg)
+	setupsMu.Unlock()
+	for _, fn := range fns {
+		fn(srv)
 	}
 	if err := srv.Start(); err != nil {
 		srv.Close()
