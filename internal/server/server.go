@@ -32,6 +32,7 @@ import (
 	"github.com/tandemdata/tandem/internal/storage/local"
 	"github.com/tandemdata/tandem/internal/store"
 	"github.com/tandemdata/tandem/internal/store/sqlstore"
+	"github.com/tandemdata/tandem/internal/workspace"
 )
 
 // Server is a running region.
@@ -48,7 +49,8 @@ type Server struct {
 	Keys *keys.Keyring
 	// Storage is the region's storage account: DBFS and workspace contents.
 	Storage storage.Backend
-	Jobs    *jobs.Service
+	Jobs      *jobs.Service
+	Workspace *workspace.Service
 
 	// loops are the background loops Start runs with the server's context.
 	loops []func(context.Context)
@@ -129,14 +131,24 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			return permissions.Object{Ref: permissions.Ref{Type: "authorization", ID: "tokens"}, Display: "personal access tokens"}, nil
 		},
 	})
-	s.Identity.TokenPolicy = func(ctx context.Context, p principal.Principal) error {
-		return s.Perms.CheckContext(ctx, "authorization", "tokens", permissions.CanUse)
-	}
+	s.Workspace = &workspace.Service{Store: s.Store, Perms: s.Perms, Storage: s.Storage, Log: log.With("component", "workspace")}
+	s.Workspace.Init()
+	s.Identity.UserCreated = s.Workspace.EnsureHome
 	if err := s.Identity.EnsureBuiltins(ctx); err != nil {
 		return nil, fmt.Errorf("create built-in groups: %w", err)
 	}
 	if err := s.Identity.Bootstrap(ctx, os.Getenv("TANDEM_BOOTSTRAP_TOKEN"), cfg.AdminUser); err != nil {
 		return nil, fmt.Errorf("bootstrap admin token: %w", err)
+	}
+	users, err := s.Identity.UserNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Workspace.EnsureLayout(ctx, users); err != nil {
+		return nil, fmt.Errorf("create workspace folders: %w", err)
+	}
+	s.Identity.TokenPolicy = func(ctx context.Context, p principal.Principal) error {
+		return s.Perms.CheckContext(ctx, "authorization", "tokens", permissions.CanUse)
 	}
 
 	s.mux = api.NewMux(api.Config{
@@ -159,7 +171,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.mux.Handle(s.Identity.Routes()...)
 	s.mux.Handle(s.Perms.Routes()...)
 	s.mux.Handle(s.Jobs.Routes()...)
-	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run)
+	s.mux.Handle(s.Workspace.Routes()...)
+	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run, s.Workspace.Run)
 	ok = true
 	return s, nil
 }
