@@ -48,7 +48,7 @@ type Server struct {
 	// Keys is the platform keyring (DATA_DIR/keys).
 	Keys *keys.Keyring
 	// Storage is the region's storage account: DBFS and workspace contents.
-	Storage storage.Backend
+	Storage   storage.Backend
 	Jobs      *jobs.Service
 	Workspace *workspace.Service
 

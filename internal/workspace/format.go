@@ -245,7 +245,7 @@ func languageOfJupyter(name, def string) string {
 func RenderJupyter(cells []Cell, lang, name string) ([]byte, error) {
 	nb := ipynb{NBFormat: 4, NBFormatMinor: 0, Cells: []ipynbCell{},
 		Metadata: map[string]any{
-			"language_info":                   map[string]any{"name": strings.ToLower(lang)},
+			"language_info":                          map[string]any{"name": strings.ToLower(lang)},
 			"application/vnd.databricks.v1+notebook": map[string]any{"notebookName": name, "language": strings.ToLower(lang)},
 		}}
 	for _, c := range cells {

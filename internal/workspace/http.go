@@ -440,4 +440,3 @@ func (s *Service) export(ctx context.Context, req *api.Request) (any, error) {
 	}
 	return map[string]string{"content": base64.StdEncoding.EncodeToString(b), "file_type": fileType}, nil
 }
-
