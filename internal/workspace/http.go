@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/tandemdata/tandem/internal/api"
+	"github.com/tandemdata/tandem/internal/fspath"
 	"github.com/tandemdata/tandem/internal/permissions"
 	"github.com/tandemdata/tandem/internal/principal"
 	"github.com/tandemdata/tandem/internal/store"
@@ -61,7 +62,7 @@ func (s *Service) readable(tx store.Tx, p principal.Principal, o Object) (bool, 
 }
 
 func (s *Service) lookup(tx store.Tx, p principal.Principal, raw string, need permissions.Level) (Object, error) {
-	np, err := NormalizePath(raw)
+	np, err := fspath.Clean(raw)
 	if err != nil {
 		return Object{}, err
 	}
@@ -142,7 +143,7 @@ func (s *Service) mkdirsHandler(ctx context.Context, req *api.Request) (any, err
 	if err := req.Decode(&r); err != nil {
 		return nil, err
 	}
-	np, err := NormalizePath(r.Path)
+	np, err := fspath.Clean(r.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +159,7 @@ func (s *Service) delete(ctx context.Context, req *api.Request) (any, error) {
 	if err := req.Decode(&r); err != nil {
 		return nil, err
 	}
-	np, err := NormalizePath(r.Path)
+	np, err := fspath.Clean(r.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +252,7 @@ func (s *Service) importHandler(ctx context.Context, req *api.Request) (any, err
 	if len(content) > MaxContent {
 		return nil, api.Errorf(api.MaxNotebookSizeExceeded, "The content is %d bytes; the limit is %d.", len(content), MaxContent)
 	}
-	np, err := NormalizePath(r.Path)
+	np, err := fspath.Clean(r.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +306,7 @@ func decideImport(p, format, language string, content []byte) (Object, []byte, e
 	if language != "" && language != Python && language != SQL && language != Scala && language != R {
 		return Object{}, nil, api.InvalidParam("Unknown language %q; use PYTHON, SQL, SCALA or R.", language)
 	}
-	dir, name := split(p)
+	dir, name := fspath.Split(p)
 	ext := strings.ToLower(path.Ext(name))
 	strip := func() string {
 		base := strings.TrimSuffix(name, path.Ext(name))
@@ -375,7 +376,7 @@ func decideImport(p, format, language string, content []byte) (Object, []byte, e
 
 func (s *Service) importFile(ctx context.Context, req *api.Request) (any, error) {
 	raw := "/" + req.HTTP.PathValue("path")
-	np, err := NormalizePath(raw)
+	np, err := fspath.Clean(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -424,7 +425,7 @@ func (s *Service) export(ctx context.Context, req *api.Request) (any, error) {
 		case "", "SOURCE", "AUTO":
 			fileType = Extension(o.Language)
 		case "JUPYTER":
-			_, name := split(o.Path)
+			_, name := fspath.Split(o.Path)
 			if b, err = RenderJupyter(ParseSource(b, o.Language), o.Language, name); err != nil {
 				return nil, err
 			}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tandemdata/tandem/internal/api"
+	"github.com/tandemdata/tandem/internal/fspath"
 	"github.com/tandemdata/tandem/internal/permissions"
 	"github.com/tandemdata/tandem/internal/principal"
 	"github.com/tandemdata/tandem/internal/storage"
@@ -80,7 +81,7 @@ func (o Object) info() ObjectInfo {
 }
 
 func objectKey(p string) string {
-	dir, name := split(p)
+	dir, name := fspath.Split(p)
 	return dir + sepKey + name
 }
 
@@ -140,7 +141,7 @@ func (s *Service) Init() {
 // first, up to the root.
 func resolve(tx store.Tx, o Object) (permissions.Object, error) {
 	out := permissions.Object{Ref: permissions.Ref{Type: permType(o.ObjectType), ID: strconv.FormatInt(o.ObjectID, 10)}, Display: o.Path}
-	for _, a := range ancestors(o.Path) {
+	for _, a := range fspath.Ancestors(o.Path) {
 		d, err := get(tx, a)
 		if err != nil {
 			return out, err
@@ -199,7 +200,7 @@ func (s *Service) mkdirs(tx store.Tx, p principal.Principal, dir string, now int
 	if !errors.Is(err, store.ErrNotFound) {
 		return o, err
 	}
-	parentPath, _ := split(dir)
+	parentPath, _ := fspath.Split(dir)
 	parent, err := s.mkdirs(tx, p, parentPath, now)
 	if err != nil {
 		return parent, err
@@ -273,7 +274,7 @@ func (s *Service) EnsureLayout(ctx context.Context, users []string) error {
 // the transaction that creates the user.
 func (s *Service) EnsureHome(tx store.Tx, userName string) error {
 	p := "/Users/" + userName
-	if _, err := NormalizePath(p); err != nil {
+	if _, err := fspath.Clean(p); err != nil {
 		return err
 	}
 	if _, err := get(tx, p); err == nil {
@@ -315,7 +316,7 @@ func (s *Service) content(ctx context.Context, o Object) ([]byte, error) {
 // other services (compute's init scripts, jobs' tasks), checking that p may
 // read it.
 func (s *Service) ReadFile(ctx context.Context, p principal.Principal, path string) (Object, []byte, error) {
-	np, err := NormalizePath(path)
+	np, err := fspath.Clean(path)
 	if err != nil {
 		return Object{}, nil, err
 	}
@@ -360,7 +361,7 @@ func (s *Service) put(ctx context.Context, p principal.Principal, o Object, cont
 	_, err = s.Store.Update(ctx, func(tx store.Tx) error {
 		now := tx.Now().UnixMilli()
 		old = storage.Blob{}
-		dir, _ := split(o.Path)
+		dir, _ := fspath.Split(o.Path)
 		parent, err := get(tx, dir)
 		if errors.Is(err, store.ErrNotFound) {
 			return api.NotFound("The parent folder (%s) does not exist.", dir)

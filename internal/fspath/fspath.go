@@ -1,4 +1,7 @@
-package workspace
+// Package fspath checks and normalises the slash-separated absolute paths of
+// Tandem's file trees (the workspace and DBFS): one set of rules, so both
+// APIs refuse the same bad input with the same message.
+package fspath
 
 import (
 	"strings"
@@ -11,11 +14,11 @@ import (
 // MaxPathLen bounds a workspace path, in bytes.
 const MaxPathLen = 4096
 
-// NormalizePath checks a workspace path and returns its canonical form:
+// Clean checks a workspace path and returns its canonical form:
 // absolute, without repeated or trailing slashes. It refuses relative paths,
 // "." and ".." segments, control characters (NUL among them), invalid UTF-8
 // and over-long paths, naming the problem.
-func NormalizePath(p string) (string, error) {
+func Clean(p string) (string, error) {
 	if p == "" {
 		return "", api.MissingField("path")
 	}
@@ -47,9 +50,8 @@ func NormalizePath(p string) (string, error) {
 	return "/" + strings.Join(segs, "/"), nil
 }
 
-// split returns a normalized path's parent and base name; the root's parent
-// is "".
-func split(p string) (dir, name string) {
+// Split returns a clean path's parent and base name; the root's parent is "".
+func Split(p string) (dir, name string) {
 	if p == "/" {
 		return "", ""
 	}
@@ -60,10 +62,10 @@ func split(p string) (dir, name string) {
 	return p[:i], p[i+1:]
 }
 
-// ancestors returns the folders above a path, nearest first, ending at "/".
-func ancestors(p string) []string {
+// Ancestors returns the folders above a clean path, nearest first, ending at "/".
+func Ancestors(p string) []string {
 	var out []string
-	for d, _ := split(p); d != ""; d, _ = split(d) {
+	for d, _ := Split(p); d != ""; d, _ = Split(d) {
 		out = append(out, d)
 	}
 	return out
