@@ -63,4 +63,3 @@ func FuzzClean(f *testing.F) {
 		}
 	})
 }
-
