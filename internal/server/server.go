@@ -22,6 +22,7 @@ import (
 	"github.com/tandemdata/tandem/internal/api"
 	"github.com/tandemdata/tandem/internal/audit"
 	"github.com/tandemdata/tandem/internal/config"
+	"github.com/tandemdata/tandem/internal/dbfs"
 	"github.com/tandemdata/tandem/internal/identity"
 	"github.com/tandemdata/tandem/internal/jobs"
 	"github.com/tandemdata/tandem/internal/keys"
@@ -51,6 +52,7 @@ type Server struct {
 	Storage   storage.Backend
 	Jobs      *jobs.Service
 	Workspace *workspace.Service
+	DBFS      *dbfs.Service
 
 	// loops are the background loops Start runs with the server's context.
 	loops []func(context.Context)
@@ -164,6 +166,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		Handler: func(context.Context, *api.Request) (any, error) {
 			return map[string]any{"workspace_id": fmt.Sprint(info.OrgID)}, nil
 		}})
+	s.DBFS = &dbfs.Service{Store: s.Store, Storage: s.Storage, Log: log.With("component", "dbfs"), Retention: cfg.VersionRetention()}
 	s.Jobs = &jobs.Service{Store: s.Store, Perms: s.Perms, Log: log.With("component", "jobs"), Audit: s.Journal,
 		ResourceID: cfg.ResourceID(), WorkspaceID: info.OrgID}
 	s.Jobs.Init()
@@ -172,7 +175,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.mux.Handle(s.Perms.Routes()...)
 	s.mux.Handle(s.Jobs.Routes()...)
 	s.mux.Handle(s.Workspace.Routes()...)
-	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run, s.Workspace.Run)
+	s.mux.Handle(s.DBFS.Routes()...)
+	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run, s.Workspace.Run, s.DBFS.Run)
 	ok = true
 	return s, nil
 }
