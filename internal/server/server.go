@@ -24,11 +24,13 @@ import (
 	"github.com/tandemdata/tandem/internal/config"
 	"github.com/tandemdata/tandem/internal/dbfs"
 	"github.com/tandemdata/tandem/internal/identity"
+	"github.com/tandemdata/tandem/internal/initscripts"
 	"github.com/tandemdata/tandem/internal/jobs"
 	"github.com/tandemdata/tandem/internal/keys"
 	"github.com/tandemdata/tandem/internal/permissions"
 	"github.com/tandemdata/tandem/internal/pki"
 	"github.com/tandemdata/tandem/internal/principal"
+	"github.com/tandemdata/tandem/internal/secrets"
 	"github.com/tandemdata/tandem/internal/storage"
 	"github.com/tandemdata/tandem/internal/storage/local"
 	"github.com/tandemdata/tandem/internal/store"
@@ -49,10 +51,12 @@ type Server struct {
 	// Keys is the platform keyring (DATA_DIR/keys).
 	Keys *keys.Keyring
 	// Storage is the region's storage account: DBFS and workspace contents.
-	Storage   storage.Backend
-	Jobs      *jobs.Service
-	Workspace *workspace.Service
-	DBFS      *dbfs.Service
+	Storage     storage.Backend
+	Jobs        *jobs.Service
+	Workspace   *workspace.Service
+	DBFS        *dbfs.Service
+	Secrets     *secrets.Service
+	InitScripts *initscripts.Service
 
 	// loops are the background loops Start runs with the server's context.
 	loops []func(context.Context)
@@ -167,6 +171,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			return map[string]any{"workspace_id": fmt.Sprint(info.OrgID)}, nil
 		}})
 	s.DBFS = &dbfs.Service{Store: s.Store, Storage: s.Storage, Log: log.With("component", "dbfs"), Retention: cfg.VersionRetention()}
+	s.Secrets = &secrets.Service{Store: s.Store, Keys: s.Keys, Dir: s.Identity, Audit: s.Journal, ResourceID: cfg.ResourceID(),
+		Log: log.With("component", "secrets")}
+	s.InitScripts = &initscripts.Service{Store: s.Store}
 	s.Jobs = &jobs.Service{Store: s.Store, Perms: s.Perms, Log: log.With("component", "jobs"), Audit: s.Journal,
 		ResourceID: cfg.ResourceID(), WorkspaceID: info.OrgID}
 	s.Jobs.Init()
@@ -176,6 +183,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.mux.Handle(s.Jobs.Routes()...)
 	s.mux.Handle(s.Workspace.Routes()...)
 	s.mux.Handle(s.DBFS.Routes()...)
+	s.mux.Handle(s.Secrets.Routes()...)
+	s.mux.Handle(s.InitScripts.Routes()...)
 	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run, s.Workspace.Run, s.DBFS.Run)
 	ok = true
 	return s, nil
