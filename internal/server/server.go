@@ -231,6 +231,9 @@ func (s *Server) healthz(ctx context.Context, req *api.Request) (any, error) {
 // Handler is the server's HTTP handler (for in-process tests).
 func (s *Server) Handler() http.Handler { return s.mux }
 
+// Routes lists every API route the server serves.
+func (s *Server) Routes() []api.Route { return s.mux.Routes() }
+
 // TLSConfig is the server's TLS configuration.
 func (s *Server) TLSConfig() *tls.Config { return pki.ServerConfig(s.cert, s.CA.Pool()) }
 
