@@ -249,7 +249,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST /api/2.0/dbfs/mkdirs", "open", func() call {
 			return call{method: "POST", path: "/api/2.0/dbfs/mkdirs", body: map[string]string{"path": fmt.Sprintf("/authz/d%d", next())}}
 		}},
-		{"POST /api/2.0/dbfs/delete", "open", func() call { return call{method: "POST", path: "/api/2.0/dbfs/delete", body: map[string]string{"path": dbfsFile()}} }},
+		{"POST /api/2.0/dbfs/delete", "open", func() call {
+			return call{method: "POST", path: "/api/2.0/dbfs/delete", body: map[string]string{"path": dbfsFile()}}
+		}},
 		{"POST /api/2.0/dbfs/move", "open", func() call {
 			return call{method: "POST", path: "/api/2.0/dbfs/move", body: map[string]string{"source_path": dbfsFile(), "destination_path": fmt.Sprintf("/authz/m%d", next())}}
 		}},
