@@ -1,0 +1,170 @@
+"""Entry point of a task on a cluster's driver:
+
+    python -m tandem_runtime.task SPEC.json
+
+(or through spark-submit in client mode). The spec names what to run and
+how; the result file receives the notebook's exit value, the task values
+it set, or the error and its trace. The exit status is 0 on success."""
+
+import importlib
+import importlib.metadata
+import json
+import os
+import runpy
+import signal
+import sys
+import traceback
+
+from . import redact
+from .client import Client
+from .dbutils import DBUtils, NotebookExit
+from .display import display
+from .notebook import Runner, run_sql
+
+MAX_RESULT = 5 * 1024 * 1024  # notebook exit values beyond this are truncated
+
+
+def spark_session(spec):
+    from pyspark.sql import SparkSession
+
+    b = SparkSession.builder.appName(spec.get("app_name") or "tandem-task")
+    for k, v in (spec.get("spark_conf") or {}).items():
+        b = b.config(k, v)
+    return b.getOrCreate()
+
+
+class _Timeout(BaseException):
+    pass
+
+
+def _with_timeout(seconds, fn):
+    if not seconds or seconds <= 0:
+        return fn()
+
+    def alarm(*_):
+        raise _Timeout()
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(int(seconds))
+    try:
+        return fn()
+    except _Timeout:
+        raise TimeoutError(f"the notebook ran longer than {seconds} seconds")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def run(spec):
+    """Runs the task described by spec and returns the result document."""
+    redact.install()
+    client = Client.from_spec(spec)
+    spark = spark_session(spec)
+    result = {}
+
+    def fetch(path):
+        if spec.get("notebooks") and path in spec["notebooks"]:
+            nb = spec["notebooks"][path]
+            return nb["source"], nb.get("language", "PYTHON")
+        st = client.workspace_status(path)
+        return client.workspace_source(path), st.get("language", "PYTHON")
+
+    def new_namespace(dbutils):
+        return {"__name__": "__main__", "spark": spark, "sc": spark.sparkContext, "dbutils": dbutils,
+                "display": display, "displayHTML": print, "sql": spark.sql}
+
+    def run_notebook(path, timeout, arguments):
+        child = dict(spec, widgets={k: str(v) for k, v in arguments.items()})
+        dbu = DBUtils(child, client, run_notebook)
+        ns = new_namespace(dbu)
+        src, lang = fetch(path)
+        try:
+            _with_timeout(timeout, lambda: Runner(ns, spark, fetch, display).run_source(src, lang, path))
+        except NotebookExit as e:
+            return e.value
+        return ""
+
+    dbutils = DBUtils(spec, client, run_notebook)
+    kind = spec["kind"]
+    try:
+        if kind == "notebook":
+            ns = new_namespace(dbutils)
+            source = spec.get("source_text")
+            if source is None:
+                with open(spec["source"]) as f:
+                    source = f.read()
+            try:
+                Runner(ns, spark, fetch, display).run_source(source, spec.get("language", "PYTHON"), spec.get("notebook_path", ""))
+            except NotebookExit as e:
+                value = redact.scrub(e.value)
+                if len(value.encode()) > MAX_RESULT:
+                    value = value.encode()[:MAX_RESULT].decode(errors="ignore")
+                    result["truncated"] = True
+                result["notebook_result"] = value
+        elif kind == "python":
+            sys.argv = [spec["source"]] + list(spec.get("args") or [])
+            runpy.run_path(spec["source"], init_globals={"spark": spark, "dbutils": dbutils, "display": display}, run_name="__main__")
+        elif kind == "sql":
+            text = spec.get("source_text")
+            if text is None:
+                with open(spec["source"]) as f:
+                    text = f.read()
+            run_sql(spark, text, spec.get("widgets") or {}, display)
+        elif kind == "wheel":
+            run_wheel(spec)
+        else:
+            raise ValueError(f"unknown task kind {kind!r}")
+    except SystemExit as e:
+        if e.code not in (None, 0):
+            raise
+    finally:
+        if dbutils.jobs.taskValues.values:
+            result["task_values"] = dbutils.jobs.taskValues.values
+    return result
+
+
+def run_wheel(spec):
+    """Calls a wheel's entry point: a console script of the package, or a
+    function of the package module, with the task's parameters as argv."""
+    pkg, entry = spec["package_name"], spec["entry_point"]
+    args = list(spec.get("args") or [])
+    for k, v in (spec.get("named") or {}).items():
+        args.append(f"--{k}={v}")
+    sys.argv = [pkg] + args
+    for ep in importlib.metadata.entry_points():
+        if ep.name == entry and (ep.dist is None or ep.dist.name.replace("-", "_").lower() == pkg.replace("-", "_").lower()):
+            return ep.load()()
+    mod = importlib.import_module(pkg.replace("-", "_"))
+    fn = getattr(mod, entry, None)
+    if fn is None:
+        raise ValueError(f"no entry point {entry!r} in package {pkg!r}")
+    return fn()
+
+
+def main(argv):
+    if len(argv) != 2:
+        print("usage: python -m tandem_runtime.task SPEC.json", file=sys.stderr)
+        return 2
+    with open(argv[1]) as f:
+        spec = json.load(f)
+    result_file = spec.get("result_file")
+    status = 0
+    try:
+        result = run(spec)
+    except BaseException as e:  # noqa: B902 - every failure is reported
+        status = 1
+        trace = redact.scrub("".join(traceback.format_exception(type(e), e, e.__traceback__)))
+        result = {"error": redact.scrub(f"{type(e).__name__}: {e}"), "error_trace": trace}
+        sys.stderr.write(trace)
+    if result_file:
+        tmp = result_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(result, f)
+        os.replace(tmp, result_file)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
