@@ -58,11 +58,13 @@ type Route struct {
 // admits a DBFS add-block (1 MiB of data, base64 in JSON) with room.
 const DefaultMaxBody = 4 << 20
 
-// Raw is a response that is not JSON (file downloads).
+// Raw is a response that is not JSON (file downloads, proxied pages).
 type Raw struct {
 	ContentType string
 	Body        []byte
 	Header      http.Header
+	// Status is the HTTP status; 0 means 200.
+	Status int
 }
 
 // Reply is a JSON response with a status other than 200 (201 Created, 204
@@ -270,7 +272,20 @@ func (m *Mux) serve(w http.ResponseWriter, hr *http.Request, rt *Route) {
 	}
 }
 
+type ctxAuthenticatedKey struct{}
+
+// Authenticated returns ctx marking p as the caller already authenticated
+// by other means: the agent gateway relays a task's call as the task's
+// principal after checking the agent's certificate and the task. Only
+// in-process code can set it; nothing on the wire does.
+func Authenticated(ctx context.Context, p principal.Principal) context.Context {
+	return context.WithValue(ctx, ctxAuthenticatedKey{}, p)
+}
+
 func (m *Mux) authenticate(ctx context.Context, r *http.Request) (principal.Principal, error) {
+	if p, ok := ctx.Value(ctxAuthenticatedKey{}).(principal.Principal); ok && !p.IsZero() {
+		return p, nil
+	}
 	h := r.Header.Get("Authorization")
 	token, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok || strings.TrimSpace(token) == "" {
@@ -362,7 +377,11 @@ func (m *Mux) encode(req *Request, rt *Route, result any, err error) (int, []byt
 		if ct == "" {
 			ct = "application/octet-stream"
 		}
-		return http.StatusOK, v.Body, ct, v.Header
+		status := v.Status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		return status, v.Body, ct, v.Header
 	case nil:
 		return http.StatusOK, []byte("{}"), "application/json", nil
 	default:

@@ -35,7 +35,48 @@ type Config struct {
 	DBFSVersionRetention string `json:"dbfs_version_retention"`
 	// AdminUser is the user name of the administrator created for
 	// TANDEM_BOOTSTRAP_TOKEN.
-	AdminUser string `json:"admin_user"`
+	AdminUser string  `json:"admin_user"`
+	Compute   Compute `json:"compute"`
+}
+
+// Compute configures clusters and the instances they run on.
+type Compute struct {
+	// Provider runs instances: "local" (agent processes on this machine,
+	// the default) or "kubernetes".
+	Provider string `json:"provider"`
+	// Venv is the Python virtualenv with pyspark that local instances
+	// use (default ./.venv, or TANDEM_VENV).
+	Venv string `json:"venv"`
+	// AgentBinary is the tandem binary local instances run (default: this
+	// executable, or TANDEM_BIN).
+	AgentBinary string `json:"agent_binary"`
+	// ControlURL is the URL agents dial (default: the server's URL).
+	ControlURL string `json:"control_url"`
+	// IntraClusterEncryption turns on Spark RPC authentication and AES-GCM
+	// encryption between the nodes of every cluster (the workspace
+	// setting; a cluster can also ask with spark.authenticate).
+	IntraClusterEncryption bool `json:"intra_cluster_encryption"`
+	// MaxWorkers bounds one cluster's size (default 100).
+	MaxWorkers int `json:"max_workers"`
+	// HeartbeatSeconds is how often agents report (default 2); an
+	// instance silent for three heartbeats and a second is lost.
+	HeartbeatSeconds float64 `json:"heartbeat_seconds"`
+	// Kubernetes configures the Kubernetes provider.
+	Kubernetes Kubernetes `json:"kubernetes"`
+}
+
+// Kubernetes configures the Kubernetes instance provider.
+type Kubernetes struct {
+	// Kubeconfig is a kubeconfig file; empty means in-cluster.
+	Kubeconfig string `json:"kubeconfig"`
+	Context    string `json:"context"`
+	Namespace  string `json:"namespace"`
+	// Image is the instance image: tandem, Java 17 and pyspark.
+	Image string `json:"image"`
+	// ServiceAccount, ImagePullSecrets and NodeSelector shape the pods.
+	ServiceAccount   string            `json:"service_account"`
+	ImagePullSecrets []string          `json:"image_pull_secrets"`
+	NodeSelector     map[string]string `json:"node_selector"`
 }
 
 // TLS configures the API's certificate.
@@ -117,6 +158,25 @@ func (c *Config) Validate() error {
 	}
 	if c.Workspace.Name == "" {
 		c.Workspace.Name = "tandem"
+	}
+	switch c.Compute.Provider {
+	case "":
+		c.Compute.Provider = "local"
+	case "local", "kubernetes":
+	default:
+		return fmt.Errorf("compute.provider %q must be local or kubernetes", c.Compute.Provider)
+	}
+	if c.Compute.Venv == "" {
+		c.Compute.Venv = os.Getenv("TANDEM_VENV")
+	}
+	if c.Compute.Venv == "" {
+		c.Compute.Venv = ".venv"
+	}
+	if abs, err := filepath.Abs(c.Compute.Venv); err == nil {
+		c.Compute.Venv = abs
+	}
+	if c.Compute.HeartbeatSeconds < 0 || c.Compute.MaxWorkers < 0 {
+		return fmt.Errorf("compute.heartbeat_seconds and compute.max_workers must not be negative")
 	}
 	return nil
 }

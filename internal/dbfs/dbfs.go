@@ -335,3 +335,28 @@ func (s *Service) readAt(ctx context.Context, n Node, offset, length int64) ([]b
 	}
 	return out, nil
 }
+
+// ReadFile returns a whole file, up to max bytes, for other services
+// (compute reads cluster init scripts from DBFS).
+func (s *Service) ReadFile(ctx context.Context, path string, max int64) ([]byte, error) {
+	p, err := CleanPath(path)
+	if err != nil {
+		return nil, err
+	}
+	var n Node
+	err = s.Store.View(ctx, func(tx store.Tx) error {
+		var err error
+		n, err = lookup(tx, p)
+		if err == nil && n.IsDir {
+			return api.InvalidParam("%s is a directory.", p)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if n.Size > max {
+		return nil, api.InvalidParam("%s is larger than %d bytes.", p, max)
+	}
+	return s.readAt(ctx, n, 0, n.Size)
+}

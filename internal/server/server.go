@@ -21,8 +21,10 @@ import (
 
 	"github.com/tandemdata/tandem/internal/api"
 	"github.com/tandemdata/tandem/internal/audit"
+	"github.com/tandemdata/tandem/internal/compute"
 	"github.com/tandemdata/tandem/internal/config"
 	"github.com/tandemdata/tandem/internal/dbfs"
+	"github.com/tandemdata/tandem/internal/gateway"
 	"github.com/tandemdata/tandem/internal/identity"
 	"github.com/tandemdata/tandem/internal/initscripts"
 	"github.com/tandemdata/tandem/internal/jobs"
@@ -57,11 +59,15 @@ type Server struct {
 	DBFS        *dbfs.Service
 	Secrets     *secrets.Service
 	InitScripts *initscripts.Service
+	Compute     *compute.Service
+	// Gateway is where instances' agents connect (mutual TLS).
+	Gateway *gateway.Gateway
 
 	// loops are the background loops Start runs with the server's context.
 	loops []func(context.Context)
 
 	mux      *api.Mux
+	root     *http.ServeMux
 	http     *http.Server
 	listener net.Listener
 	cert     tls.Certificate
@@ -177,6 +183,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.Jobs = &jobs.Service{Store: s.Store, Perms: s.Perms, Log: log.With("component", "jobs"), Audit: s.Journal,
 		ResourceID: cfg.ResourceID(), WorkspaceID: info.OrgID}
 	s.Jobs.Init()
+	if err := s.buildCompute(info.OrgID); err != nil {
+		return nil, fmt.Errorf("compute: %w", err)
+	}
+	s.Jobs.Compute, s.Jobs.Runner = s.Compute.Jobs(), s.Compute.JobsRunner(taskSources{s})
 
 	s.mux.Handle(s.Identity.Routes()...)
 	s.mux.Handle(s.Perms.Routes()...)
@@ -185,7 +195,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.mux.Handle(s.DBFS.Routes()...)
 	s.mux.Handle(s.Secrets.Routes()...)
 	s.mux.Handle(s.InitScripts.Routes()...)
-	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run, s.Workspace.Run, s.DBFS.Run)
+	s.mux.Handle(s.Compute.Routes()...)
+	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run, s.Workspace.Run, s.DBFS.Run, s.Compute.Run)
+	// Agents reach the gateway outside the API (client certificates, no
+	// tokens); everything else is the API.
+	s.root = http.NewServeMux()
+	s.root.Handle("/gateway/", s.Gateway)
+	s.root.Handle("/", s.mux)
 	ok = true
 	return s, nil
 }
@@ -229,7 +245,7 @@ func (s *Server) healthz(ctx context.Context, req *api.Request) (any, error) {
 }
 
 // Handler is the server's HTTP handler (for in-process tests).
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return s.root }
 
 // Routes lists every API route the server serves.
 func (s *Server) Routes() []api.Route { return s.mux.Routes() }
@@ -247,9 +263,12 @@ func (s *Server) Start() error {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
 	}
 	s.listener = l
+	if s.Compute.ControlURL == "" {
+		s.Compute.ControlURL = s.URL()
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.http = &http.Server{
-		Handler:           s.mux,
+		Handler:           s.root,
 		TLSConfig:         s.TLSConfig(),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
