@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,6 +31,7 @@ type node struct {
 	masterURL string // the driver's master, for a worker
 	masterCh  chan struct{}
 	daemon    Daemon
+	snap      *wire.SparkSnapshot // the driver's latest view of its master
 	cancel    context.CancelFunc
 	done      chan struct{}
 	cluster   string // the cluster the node's files belong to
@@ -117,6 +119,7 @@ func (n *node) assign(asg wire.Assignment) {
 	}
 	cancel, done := n.cancel, n.done
 	n.mu.Unlock()
+	n.a.log.Info("new assignment", "generation", asg.Generation, "cluster_id", asg.ClusterID, "role", asg.Role)
 	if cancel != nil {
 		cancel()
 		<-done
@@ -156,7 +159,7 @@ func (n *node) sparkDir() string { return filepath.Join(n.a.dir, "spark") }
 func (n *node) clean(asg wire.Assignment) {
 	n.mu.Lock()
 	d := n.daemon
-	n.daemon = nil
+	n.daemon, n.snap = nil, nil
 	prev := n.cluster
 	n.mu.Unlock()
 	if d != nil {
@@ -186,10 +189,17 @@ func (n *node) fail(code, format string, args ...any) {
 func (n *node) run(ctx context.Context, asg wire.Assignment) {
 	n.clean(asg)
 	if asg.ClusterID == "" {
-		n.setStatus(func(st *wire.NodeStatus) { st.Phase, st.Message = wire.PhaseIdle, "Idle." })
+		// A pooled instance is idle (ready for a cluster) once it has
+		// preloaded its pool's runtime; until then its pool counts it as
+		// pending.
 		if asg.Preload != "" {
+			n.setStatus(func(st *wire.NodeStatus) { st.Message = "Preloading " + asg.Preload + "." })
 			n.preload(ctx)
+			if ctx.Err() != nil {
+				return
+			}
 		}
+		n.setStatus(func(st *wire.NodeStatus) { st.Phase, st.Message = wire.PhaseIdle, "Idle." })
 		return
 	}
 	if asg.LocalDiskEncryption && !n.a.logs.encrypted() {
@@ -207,7 +217,7 @@ func (n *node) run(ctx context.Context, asg wire.Assignment) {
 		return
 	}
 	l := Launch{Dir: n.sparkDir(), Host: n.a.cfg.Host, Cores: n.a.cfg.Cores, MemoryMB: n.a.cfg.MemoryMB,
-		Conf: asg.SparkConf, Env: envList(asg.SparkEnv)}
+		Conf: asg.SparkConf, Env: envList(asg.SparkEnv), Archive: n.archive(asg.Role)}
 	if asg.AuthSecret != "" {
 		// Spark reads the RPC secret from this variable: it stays in the
 		// processes' memory, out of files and command lines.
@@ -242,13 +252,37 @@ func (n *node) runDriver(ctx context.Context, l Launch) {
 	n.mu.Lock()
 	n.daemon = d
 	n.mu.Unlock()
+	n.a.log.Info("spark master up", "master_url", d.Address())
 	n.setStatus(func(st *wire.NodeStatus) {
 		st.Phase, st.Message, st.MasterURL, st.MasterUIPort = wire.PhaseRunning, "The Spark master is up.", d.Address(), d.UIPort()
 	})
-	select {
-	case <-ctx.Done():
-	case <-d.Done():
-		n.fail("SPARK_ERROR", "The Spark master exited.")
+	// Watch the master closely: a worker joining or leaving is reported
+	// at once, not at the next heartbeat.
+	t := time.NewTicker(300 * time.Millisecond)
+	defer t.Stop()
+	var last []string
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.Done():
+			n.fail("SPARK_ERROR", "The Spark master exited.")
+			return
+		case <-t.C:
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			snap, err := d.Snapshot(sctx)
+			cancel()
+			if err != nil || snap == nil {
+				continue
+			}
+			n.mu.Lock()
+			n.snap = snap
+			n.mu.Unlock()
+			if !slices.Equal(snap.Workers, last) {
+				last = snap.Workers
+				n.a.notify()
+			}
+		}
 	}
 }
 
@@ -266,6 +300,7 @@ func (n *node) runWorker(ctx context.Context, l Launch) {
 				continue
 			}
 		}
+		n.a.log.Info("starting the spark worker", "master_url", master)
 		n.setStatus(func(st *wire.NodeStatus) { st.Phase, st.Message = wire.PhaseStarting, "Starting the Spark worker." })
 		l.Stdout = n.a.logs.writer("worker/stdout")
 		l.Stderr = n.a.logs.writer("worker/stderr")
@@ -279,6 +314,7 @@ func (n *node) runWorker(ctx context.Context, l Launch) {
 		n.mu.Lock()
 		n.daemon = d
 		n.mu.Unlock()
+		n.a.log.Info("spark worker registered", "master_url", master)
 		n.setStatus(func(st *wire.NodeStatus) {
 			st.Phase, st.Message, st.WorkerID = wire.PhaseRunning, "The Spark worker is registered with "+master+".", d.Address()
 		})
@@ -405,9 +441,20 @@ func (n *node) scriptDone(res wire.ScriptResult, asg wire.Assignment, i int) {
 	})
 }
 
+// archive is where a daemon's class-data sharing archive is kept: made
+// while the instance idles in a pool that preloads a runtime, it cuts the
+// daemon's JVM start when the instance joins a cluster.
+func (n *node) archive(role string) string {
+	if role != wire.RoleDriver && role != wire.RoleWorker {
+		return ""
+	}
+	return filepath.Join(n.a.dir, "cds", role+".jsa")
+}
+
 // preload readies an idle pooled instance for its preloaded runtime: the
-// runtime's jars are read once, so the first start of a cluster on this
-// instance finds them in the page cache.
+// runtime's jars are read once (into the page cache), and a master and a
+// worker are started and stopped once to record class-data sharing
+// archives of both daemons.
 func (n *node) preload(ctx context.Context) {
 	rs, ok := n.a.spark.(*realSpark)
 	if !ok {
@@ -423,23 +470,45 @@ func (n *node) preload(ctx context.Context) {
 		}
 		return nil
 	})
+	master, worker := n.archive(wire.RoleDriver), n.archive(wire.RoleWorker)
+	if _, err := os.Stat(worker); err == nil {
+		return
+	}
+	os.MkdirAll(filepath.Dir(master), 0o700)
+	// The archives are only used with the class path they were made with,
+	// which names the Spark directory: preload in the same one.
+	dir := n.sparkDir()
+	defer os.RemoveAll(dir)
+	logf, err := os.Create(filepath.Join(filepath.Dir(master), "preload.log"))
+	if err != nil {
+		return
+	}
+	defer logf.Close()
+	l := Launch{Dir: dir, Host: n.a.cfg.Host, Cores: 1, MemoryMB: 1024, Stdout: logf, Stderr: logf, DumpArchive: true}
+	l.Archive = master
+	m, err := rs.StartMaster(ctx, l)
+	if err != nil {
+		n.a.log.Warn("preload: the master did not start", "err", err)
+		return
+	}
+	// Writing an archive at exit takes a few seconds: wait for it.
+	defer m.(*daemon).p.Stop(2 * time.Minute)
+	l.Archive = worker
+	w, err := rs.StartWorker(ctx, l, m.Address())
+	if err != nil {
+		n.a.log.Warn("preload: the worker did not start", "err", err)
+		return
+	}
+	w.(*daemon).p.Stop(2 * time.Minute)
+	n.a.log.Info("preloaded the runtime", "archives", filepath.Dir(master))
 }
 
-// snapshot reads the driver's master state for the report.
+// snapshot is the driver's latest view of its master, for the report.
 func (n *node) snapshot(ctx context.Context) *wire.SparkSnapshot {
 	n.mu.Lock()
-	d := n.daemon
-	driver := n.asg.Role == wire.RoleDriver
-	n.mu.Unlock()
-	if d == nil || !driver {
+	defer n.mu.Unlock()
+	if n.daemon == nil || n.asg.Role != wire.RoleDriver {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	snap, err := d.Snapshot(ctx)
-	if err != nil {
-		n.a.log.Debug("read master state", "err", err)
-		return nil
-	}
-	return snap
+	return n.snap
 }

@@ -285,6 +285,10 @@ func (s *Service) Report(ctx context.Context, instanceID string, r wire.Report) 
 	s.obs.mu.Unlock()
 	if !had || statusChanged(prev, ob) {
 		s.nudge()
+		// A driver's master coming up is news for its workers' polls.
+		if s.Gateway != nil {
+			s.Gateway.Kick()
+		}
 	}
 
 	resp := wire.ReportResponse{Logs: map[string]int64{}}
