@@ -449,4 +449,3 @@ func (s *realSpark) StartTask(ctx context.Context, t TaskLaunch) (Process, error
 	}
 	return p, nil
 }
-
