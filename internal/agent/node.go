@@ -140,7 +140,7 @@ func (n *node) assign(asg wire.Assignment) {
 	}()
 }
 
-// stop stops whatever the current generation runs.
+// stop stops whatever the current generation runs (the agent exits).
 func (n *node) stop() {
 	n.mu.Lock()
 	cancel, done := n.cancel, n.done
@@ -148,6 +148,13 @@ func (n *node) stop() {
 	if cancel != nil {
 		cancel()
 		<-done
+	}
+	n.mu.Lock()
+	d := n.daemon
+	n.daemon, n.snap = nil, nil
+	n.mu.Unlock()
+	if d != nil {
+		d.Stop()
 	}
 }
 

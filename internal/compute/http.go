@@ -223,10 +223,13 @@ func (s *Service) createCluster(ctx context.Context, p principal.Principal, spec
 			}
 		}
 		pool, dpool, err := s.usePools(tx, p, spec)
-		if err != nil {
-			return err
+		if err == nil {
+			err = validateSpec(spec, s.Catalog, pool, dpool)
 		}
-		if err := validateSpec(spec, s.Catalog, pool, dpool); err != nil {
+		// A job's cluster that cannot be made is recorded terminated, with
+		// the reason, so the run fails with it (an API call just fails).
+		var invalid *api.Error
+		if err != nil && (source != SourceJob || !errors.As(err, &invalid)) {
 			return err
 		}
 		now := tx.Now()
@@ -241,6 +244,14 @@ func (s *Service) createCluster(ctx context.Context, p principal.Principal, spec
 		sp := spec
 		if err := s.putEvent(tx, &c, EvCreating, EventDetails{User: p.Name, Attributes: &sp, ClusterSize: sizeOf(spec)}); err != nil {
 			return err
+		}
+		if invalid != nil {
+			r := TerminationReason{Code: "INVALID_ARGUMENT", Type: ReasonClientError,
+				Parameters: map[string]string{"databricks_error_message": invalid.Message}}
+			c.State, c.StateMessage, c.Reason, c.TerminatedTime, c.Op = Terminated, reasonMessage(r), &r, now.UnixMilli(), ""
+			if err := s.putEvent(tx, &c, EvTerminating, EventDetails{Reason: &r}); err != nil {
+				return err
+			}
 		}
 		if err := store.Insert(tx, kindCluster, id, c); err != nil {
 			return err

@@ -70,6 +70,7 @@ type Gateway struct {
 	pending map[string]chan proxyResult
 	// online counts the polls in flight per instance.
 	online map[string]int
+	closed chan struct{}
 }
 
 type proxyResult struct {
@@ -81,6 +82,7 @@ type proxyResult struct {
 
 func (g *Gateway) init() {
 	if g.kick == nil {
+		g.closed = make(chan struct{})
 		g.kick = make(chan struct{})
 		g.queues = map[string][]wire.ProxyRequest{}
 		g.pending = map[string]chan proxyResult{}
@@ -96,6 +98,19 @@ func (g *Gateway) Kick() {
 	close(g.kick)
 	g.kick = make(chan struct{})
 	g.mu.Unlock()
+}
+
+// Close ends the polls waiting now and makes new ones return at once (the
+// server is shutting down; agents come back to the next one).
+func (g *Gateway) Close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.init()
+	select {
+	case <-g.closed:
+	default:
+		close(g.closed)
+	}
 }
 
 func (g *Gateway) kicked() <-chan struct{} {
@@ -198,6 +213,7 @@ func (g *Gateway) poll(w http.ResponseWriter, r *http.Request, id string) {
 	g.mu.Lock()
 	g.init()
 	g.online[id]++
+	closed := g.closed
 	g.mu.Unlock()
 	defer func() {
 		g.mu.Lock()
@@ -236,6 +252,9 @@ func (g *Gateway) poll(w http.ResponseWriter, r *http.Request, id string) {
 		select {
 		case <-kick:
 		case <-deadline.C:
+			writeJSON(w, wire.PollResponse{HeartbeatMillis: g.heartbeat().Milliseconds()})
+			return
+		case <-closed:
 			writeJSON(w, wire.PollResponse{HeartbeatMillis: g.heartbeat().Milliseconds()})
 			return
 		case <-r.Context().Done():

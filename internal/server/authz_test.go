@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandemdata/tandem/internal/agent/agenttest"
+	"github.com/tandemdata/tandem/internal/config"
+	"github.com/tandemdata/tandem/internal/server"
 	"github.com/tandemdata/tandem/internal/server/servertest"
 )
 
@@ -34,7 +37,11 @@ type authzCase struct {
 // fails if an endpoint is missing from the matrix, so new endpoints must
 // join it.
 func TestAuthorizationMatrix(t *testing.T) {
-	srv := servertest.Start(t)
+	// Clusters run on in-process agents with a fake Spark.
+	prov := agenttest.NewProvider(t.TempDir())
+	t.Cleanup(prov.Close)
+	srv := servertest.Start(t, func(c *config.Config) { c.Compute.HeartbeatSeconds = 0.3 },
+		servertest.WithSetup(func(s *server.Server) { s.Compute.Provider = prov }))
 	with := srv.NewUser("with@example.com", false)
 	without := srv.NewUser("without@example.com", false)
 	admin2 := srv.NewUser("admin2@example.com", true)
@@ -127,6 +134,49 @@ func TestAuthorizationMatrix(t *testing.T) {
 		must(srv.Do(adminTok, "POST", "/api/2.0/dbfs/put", map[string]any{"path": p, "contents": "eA=="}), "dbfs put")
 		return p
 	}
+	// Compute fixtures: a cluster in a given state, and a pool.
+	cluster := func(state string) string {
+		id := fmt.Sprint(must(srv.Do(adminTok, "POST", "/api/2.1/clusters/create", map[string]any{"cluster_name": "authz",
+			"spark_version": "4.1.x-scala2.13", "node_type_id": "tandem.small", "num_workers": 0}), "cluster").JSON(t)["cluster_id"])
+		if state == "TERMINATED" {
+			must(srv.Do(adminTok, "POST", "/api/2.1/clusters/delete", map[string]any{"cluster_id": id}), "terminate")
+		}
+		for i := 0; i < 500 && state != ""; i++ {
+			if srv.Do(adminTok, "GET", "/api/2.1/clusters/get?cluster_id="+id, nil).JSON(t)["state"] == state {
+				break
+			}
+			sleep()
+		}
+		return id
+	}
+	pool := func() string {
+		return fmt.Sprint(must(srv.Do(adminTok, "POST", "/api/2.0/instance-pools/create", map[string]any{
+			"instance_pool_name": fmt.Sprintf("authz%d", next()), "node_type_id": "tandem.small"}), "pool").JSON(t)["instance_pool_id"])
+	}
+	entitle := func(name string) func() {
+		return func() {
+			must(srv.Do(adminTok, "PATCH", "/api/2.0/preview/scim/v2/Users/"+with.ID, map[string]any{
+				"schemas":    []string{"urn:ietf:params:scim:api:messages:2.0:PatchOp"},
+				"Operations": []map[string]any{{"op": "add", "path": "entitlements", "value": []map[string]string{{"value": name}}}}}), "entitle")
+		}
+	}
+	clusterCall := func(method, name, level, state string, body func(id string) map[string]any) authzCase {
+		return authzCase{method + " /api/2.1/clusters/" + name, level, func() call {
+			id := cluster(state)
+			c := call{method: method, path: "/api/2.1/clusters/" + name, grant: grant("clusters", id, level)}
+			if body != nil {
+				c.body = body(id)
+			} else {
+				c.path += "?cluster_id=" + id
+			}
+			return c
+		}}
+	}
+	byID := func(id string) map[string]any { return map[string]any{"cluster_id": id} }
+	spec := func(id string) map[string]any {
+		return map[string]any{"cluster_id": id, "cluster_name": "e", "spark_version": "4.1.x-scala2.13", "node_type_id": "tandem.small"}
+	}
+
 	scimBody := map[string]any{"schemas": []string{"urn:ietf:params:scim:api:messages:2.0:PatchOp"},
 		"Operations": []map[string]any{{"op": "replace", "path": "displayName", "value": "x"}}}
 
@@ -387,6 +437,64 @@ func TestAuthorizationMatrix(t *testing.T) {
 			j, r := run()
 			return call{method: "POST", path: "/api/2.2/jobs/runs/repair", body: map[string]any{"run_id": jsonNum(r), "rerun_all_failed_tasks": true}, grant: grant("jobs", j, "CAN_MANAGE_RUN")}
 		}},
+
+		// Clusters (2.1; the 2.0 aliases share the handlers).
+		{"POST /api/2.1/clusters/create", "allow-cluster-create", func() call {
+			return call{method: "POST", path: "/api/2.1/clusters/create", grant: entitle("allow-cluster-create"), body: map[string]any{
+				"spark_version": "4.1.x-scala2.13", "node_type_id": "tandem.small"}}
+		}},
+		clusterCall("POST", "edit", "CAN_MANAGE", "TERMINATED", spec),
+		clusterCall("POST", "update", "CAN_MANAGE", "TERMINATED", func(id string) map[string]any {
+			return map[string]any{"cluster_id": id, "update_mask": "cluster_name", "cluster": map[string]string{"cluster_name": "u"}}
+		}),
+		clusterCall("POST", "start", "CAN_RESTART", "TERMINATED", byID),
+		clusterCall("POST", "restart", "CAN_RESTART", "RUNNING", byID),
+		clusterCall("POST", "delete", "CAN_RESTART", "", byID),
+		clusterCall("POST", "permanent-delete", "CAN_MANAGE", "", byID),
+		clusterCall("POST", "resize", "CAN_MANAGE", "RUNNING", func(id string) map[string]any { return map[string]any{"cluster_id": id, "num_workers": 1} }),
+		clusterCall("POST", "pin", "admin", "", byID),
+		clusterCall("POST", "unpin", "admin", "", byID),
+		clusterCall("POST", "change-owner", "admin", "", func(id string) map[string]any {
+			return map[string]any{"cluster_id": id, "owner_username": "with@example.com"}
+		}),
+		clusterCall("GET", "get", "CAN_ATTACH_TO", "", nil),
+		clusterCall("POST", "events", "CAN_ATTACH_TO", "", byID),
+		{"GET /api/2.1/clusters/list", "open", func() call { return call{method: "GET", path: "/api/2.1/clusters/list"} }},
+		{"GET /api/2.1/clusters/list-node-types", "open", func() call { return call{method: "GET", path: "/api/2.1/clusters/list-node-types"} }},
+		{"GET /api/2.1/clusters/spark-versions", "open", func() call { return call{method: "GET", path: "/api/2.1/clusters/spark-versions"} }},
+		{"GET /api/2.1/clusters/list-zones", "open", func() call { return call{method: "GET", path: "/api/2.1/clusters/list-zones"} }},
+		{"GET /api/2.0/tandem/clusters/driver-logs", "CAN_ATTACH_TO", func() call {
+			id := cluster("")
+			return call{method: "GET", path: "/api/2.0/tandem/clusters/driver-logs?cluster_id=" + id, grant: grant("clusters", id, "CAN_ATTACH_TO")}
+		}},
+		{"/driver-proxy/o/{org}/{cluster_id}/sparkui/{rest...}", "CAN_ATTACH_TO", func() call {
+			id := cluster("RUNNING")
+			return call{method: "GET", path: "/driver-proxy/o/0/" + id + "/sparkui/json/", grant: grant("clusters", id, "CAN_ATTACH_TO")}
+		}},
+		{"/driver-proxy/o/{org}/{cluster_id}/sparkui", "CAN_ATTACH_TO", func() call {
+			id := cluster("RUNNING")
+			return call{method: "GET", path: "/driver-proxy/o/0/" + id + "/sparkui", grant: grant("clusters", id, "CAN_ATTACH_TO")}
+		}},
+
+		// Instance pools.
+		{"POST /api/2.0/instance-pools/create", "allow-instance-pool-create", func() call {
+			return call{method: "POST", path: "/api/2.0/instance-pools/create", grant: entitle("allow-instance-pool-create"),
+				body: map[string]any{"instance_pool_name": fmt.Sprintf("p%d", next()), "node_type_id": "tandem.small"}}
+		}},
+		{"POST /api/2.0/instance-pools/edit", "CAN_MANAGE", func() call {
+			id := pool()
+			return call{method: "POST", path: "/api/2.0/instance-pools/edit", grant: grant("instance-pools", id, "CAN_MANAGE"), body: map[string]any{
+				"instance_pool_id": id, "instance_pool_name": fmt.Sprintf("e%d", next()), "node_type_id": "tandem.small", "min_idle_instances": 0}}
+		}},
+		{"POST /api/2.0/instance-pools/delete", "CAN_MANAGE", func() call {
+			id := pool()
+			return call{method: "POST", path: "/api/2.0/instance-pools/delete", grant: grant("instance-pools", id, "CAN_MANAGE"), body: map[string]any{"instance_pool_id": id}}
+		}},
+		{"GET /api/2.0/instance-pools/get", "CAN_ATTACH_TO", func() call {
+			id := pool()
+			return call{method: "GET", path: "/api/2.0/instance-pools/get?instance_pool_id=" + id, grant: grant("instance-pools", id, "CAN_ATTACH_TO")}
+		}},
+		{"GET /api/2.0/instance-pools/list", "open", func() call { return call{method: "GET", path: "/api/2.0/instance-pools/list"} }},
 	}
 
 	// Every route the server mounts is in the matrix (or public).
@@ -395,12 +503,14 @@ func TestAuthorizationMatrix(t *testing.T) {
 		covered[c.route] = true
 	}
 	alias := regexp.MustCompile(`/api/2\.[01]/jobs/`)
+	clusterAlias := regexp.MustCompile(`/api/2\.0/clusters/`)
 	var missing []string
 	for _, rt := range srv.Routes() {
 		if rt.Public {
 			continue
 		}
 		p := alias.ReplaceAllString(rt.Pattern, "/api/2.2/jobs/")
+		p = clusterAlias.ReplaceAllString(p, "/api/2.1/clusters/")
 		if !covered[p] {
 			missing = append(missing, rt.Pattern)
 		}

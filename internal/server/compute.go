@@ -58,12 +58,10 @@ func (s *Server) instanceProvider() (provider.Provider, error) {
 		p := &local.Provider{Dir: filepath.Join(s.cfg.DataDir, "instances"), Venv: cc.Venv}
 		if cc.AgentBinary != "" {
 			p.Command = []string{cc.AgentBinary, "agent"}
-		} else if cmd, err := local.AgentCommand(); err == nil {
-			p.Command = cmd
 		} else {
-			// Clusters fail to launch with this error; the rest of the
-			// region works.
-			s.log.Warn("local instances cannot start", "err", err)
+			// Without one, clusters fail to launch with the error; the rest
+			// of the region works.
+			p.Command, p.CommandErr = local.AgentCommand()
 		}
 		return p, nil
 	case "kubernetes":

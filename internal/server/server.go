@@ -75,6 +75,9 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// loopCancel and loopWG own the background loops.
+	loopCancel context.CancelFunc
+	loopWG     sync.WaitGroup
 }
 
 // kindInfo holds facts about the workspace fixed at its first start.
@@ -267,6 +270,8 @@ func (s *Server) Start() error {
 		s.Compute.ControlURL = s.URL()
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	loopCtx, loopCancel := context.WithCancel(context.Background())
+	s.loopCancel = loopCancel
 	s.http = &http.Server{
 		Handler:           s.root,
 		TLSConfig:         s.TLSConfig(),
@@ -275,11 +280,13 @@ func (s *Server) Start() error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 	}
+	// Long polls of agents end at shutdown instead of holding it up.
+	s.http.RegisterOnShutdown(s.Gateway.Close)
 	for _, loop := range s.loops {
-		s.wg.Add(1)
+		s.loopWG.Add(1)
 		go func() {
-			defer s.wg.Done()
-			loop(s.ctx)
+			defer s.loopWG.Done()
+			loop(loopCtx)
 		}()
 	}
 	s.wg.Add(1)
@@ -305,6 +312,12 @@ func (s *Server) URL() string {
 // Close stops serving (letting calls in flight finish, up to a bound), stops
 // every loop and closes the state.
 func (s *Server) Close() error {
+	// The loops stop first: a reconciler must not judge instances by
+	// heartbeats that the closing listener no longer takes.
+	if s.loopCancel != nil {
+		s.loopCancel()
+	}
+	s.loopWG.Wait()
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		s.http.Shutdown(ctx)

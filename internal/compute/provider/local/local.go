@@ -31,6 +31,8 @@ type Provider struct {
 	// Command starts an agent: the tandem binary and "agent"; the provider
 	// adds --dir. See AgentCommand.
 	Command []string
+	// CommandErr says why there is no Command.
+	CommandErr error
 	// Env is added to every agent's environment.
 	Env []string
 	// Venv is the Python virtualenv with pyspark the agents use.
@@ -73,6 +75,9 @@ func (p *Provider) Create(ctx context.Context, spec provider.Spec) error {
 		return fmt.Errorf("invalid instance id %q", spec.ID)
 	}
 	if len(p.Command) == 0 {
+		if p.CommandErr != nil {
+			return p.CommandErr
+		}
 		return errors.New("the local provider has no agent command")
 	}
 	dir := p.dir(spec.ID)
