@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -377,7 +378,7 @@ func (n *node) runInitScripts(ctx context.Context, asg wire.Assignment) bool {
 		if !strings.HasSuffix(base, ".sh") {
 			base += ".sh"
 		}
-		res := wire.ScriptResult{Source: sc.Source, Name: sc.Name, LogStream: logDir + "/" + base}
+		res := wire.ScriptResult{Source: sc.Source, Kind: sc.Kind, Name: sc.Name, LogStream: logDir + "/" + base}
 		if sc.FetchError != "" {
 			res.Status, res.ErrorMessage = wire.ScriptFailedFetch, sc.FetchError
 			n.scriptDone(res, asg, i)
@@ -396,6 +397,7 @@ func (n *node) runInitScripts(ctx context.Context, asg wire.Assignment) bool {
 		sctx, cancel := context.WithTimeout(ctx, initScriptTimeout)
 		err := proc.Run(sctx, proc.Spec{Path: "/bin/bash", Args: []string{path}, Dir: n.a.dir, Env: env,
 			Stdout: n.a.logs.writer(res.LogStream + ".stdout.log"), Stderr: n.a.logs.writer(res.LogStream + ".stderr.log")})
+		timedOut := errors.Is(sctx.Err(), context.DeadlineExceeded)
 		cancel()
 		res.DurationMs = time.Since(start).Milliseconds()
 		if ctx.Err() != nil {
@@ -405,7 +407,7 @@ func (n *node) runInitScripts(ctx context.Context, asg wire.Assignment) bool {
 			res.Status = wire.ScriptFailedExecution
 			res.ExitCode = exitCode(err)
 			res.ErrorMessage = fmt.Sprintf("Script exit status is non-zero (%d).", res.ExitCode)
-			if sctx.Err() != nil {
+			if timedOut {
 				res.ErrorMessage = fmt.Sprintf("Script did not finish in %s.", initScriptTimeout)
 			}
 			n.scriptDone(res, asg, i)
@@ -436,7 +438,7 @@ func (n *node) scriptDone(res wire.ScriptResult, asg wire.Assignment, i int) {
 		st.InitScripts = append(st.InitScripts, res)
 		if res.Status != wire.ScriptSucceeded {
 			for _, rest := range asg.InitScripts[i+1:] {
-				st.InitScripts = append(st.InitScripts, wire.ScriptResult{Source: rest.Source, Name: rest.Name, Status: wire.ScriptNotExecuted})
+				st.InitScripts = append(st.InitScripts, wire.ScriptResult{Source: rest.Source, Kind: rest.Kind, Name: rest.Name, Status: wire.ScriptNotExecuted})
 			}
 			code := "INIT_SCRIPT_FAILURE"
 			if res.Source == "global" {

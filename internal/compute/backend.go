@@ -237,7 +237,7 @@ func (s *Service) initScripts(ctx context.Context, c Cluster) []wire.InitScript 
 	}
 	for _, sc := range c.Spec.InitScripts {
 		kind, dest := sc.kind()
-		is := wire.InitScript{Source: "cluster", Kind: kind, Name: kind + ":" + dest}
+		is := wire.InitScript{Source: "cluster", Kind: kind, Name: dest}
 		switch kind {
 		case "file":
 			is.Path = dest

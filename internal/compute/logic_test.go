@@ -76,7 +76,7 @@ func TestStepTransitions(t *testing.T) {
 func TestStepIsIdempotent(t *testing.T) {
 	c := Cluster{State: Pending, Generation: 1}
 	nodes := []NodeView{{ID: "d", Role: wire.RoleDriver, ClusterGen: 1, Phase: wire.PhaseRunning, MasterURL: "spark://h:1",
-		InitScripts: []wire.ScriptResult{{Source: "cluster", Name: "dbfs:dbfs:/a.sh", Status: wire.ScriptSucceeded}}}}
+		InitScripts: []wire.ScriptResult{{Source: "cluster", Kind: "dbfs", Name: "dbfs:/a.sh", Status: wire.ScriptSucceeded}}}}
 	first := step(c, nodes, Input{Now: 10})
 	if len(first.Events) != 4 {
 		t.Fatalf("first step events %v", first.Events)

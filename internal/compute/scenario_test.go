@@ -139,7 +139,7 @@ func (sc *scenario) do(line string) error {
 		if s := a["scripts"]; s != "" {
 			for _, item := range strings.Split(s, ",") {
 				src, status, _ := strings.Cut(item, ":")
-				v.InitScripts = append(v.InitScripts, wire.ScriptResult{Source: src, Name: "workspace:/init/" + src + ".sh", Status: status, DurationMs: 1500})
+				v.InitScripts = append(v.InitScripts, wire.ScriptResult{Source: src, Kind: "workspace", Name: "/init/" + src + ".sh", Status: status, DurationMs: 1500})
 			}
 		}
 	case "lose":

@@ -336,21 +336,15 @@ func reportScripts(cl *Cluster, n NodeView, emit func(string, EventDetails)) {
 			d.Global = append(d.Global, ex)
 			continue
 		}
-		setDestination(&ex, r.Name)
+		setDestination(&ex, r.Kind, r.Name)
 		d.Cluster = append(d.Cluster, ex)
 	}
 	emit(EvInitScriptsFinished, EventDetails{InitScripts: d, InstanceID: n.ID})
 	cl.ScriptsReported = cl.Generation
 }
 
-// setDestination puts a script's name (kind:destination) back in its
-// destination field.
-func setDestination(ex *InitScriptExecution, name string) {
-	kind, dest, ok := cut(name, ":")
-	if !ok {
-		ex.Workspace = &StorageInfo{Destination: name}
-		return
-	}
+// setDestination puts a script's destination in the field of its kind.
+func setDestination(ex *InitScriptExecution, kind, dest string) {
 	si := &StorageInfo{Destination: dest}
 	switch kind {
 	case "dbfs":
@@ -362,15 +356,6 @@ func setDestination(ex *InitScriptExecution, name string) {
 	default:
 		ex.Workspace = si
 	}
-}
-
-func cut(s, sep string) (string, string, bool) {
-	for i := 0; i+len(sep) <= len(s); i++ {
-		if s[i:i+len(sep)] == sep {
-			return s[:i], s[i+len(sep):], true
-		}
-	}
-	return s, "", false
 }
 
 func pendingMessage(cl *Cluster, driver *NodeView, driverReady bool, ready, target int) string {

@@ -195,7 +195,9 @@ const (
 
 // ScriptResult is the outcome of one init script on one node.
 type ScriptResult struct {
-	Source       string `json:"source"`
+	Source string `json:"source"`
+	// Kind is a cluster script's destination kind (workspace, dbfs...).
+	Kind         string `json:"kind,omitempty"`
 	Name         string `json:"name"`
 	Status       string `json:"status"`
 	ExitCode     int    `json:"exit_code"`

@@ -30,6 +30,18 @@ def spark_session(spec):
     b = SparkSession.builder.appName(spec.get("app_name") or "tandem-task")
     for k, v in (spec.get("spark_conf") or {}).items():
         b = b.config(k, v)
+    # With intra-cluster encryption the agent hands the cluster's RPC
+    # secret in the environment. A standalone driver must have it in its
+    # configuration; PySpark would put configuration given before the JVM
+    # starts on the JVM's command line, so the JVM is started first and
+    # the secret reaches it over the gateway: in no file and no command
+    # line.
+    secret = os.environ.pop("_SPARK_AUTH_SECRET", None)
+    if secret:
+        from pyspark import SparkContext
+
+        SparkContext._ensure_initialized()
+        b = b.config("spark.authenticate.secret", secret)
     return b.getOrCreate()
 
 
