@@ -19,6 +19,7 @@ import (
 	"github.com/databricks/databricks-sdk-go/service/iam"
 
 	"github.com/tandemdata/tandem/internal/agent/agenttest"
+	"github.com/tandemdata/tandem/internal/audit"
 	tcompute "github.com/tandemdata/tandem/internal/compute"
 	"github.com/tandemdata/tandem/internal/config"
 	"github.com/tandemdata/tandem/internal/server"
@@ -510,4 +511,37 @@ func (c *httpClient) post(url string) (int, error) {
 	}
 	resp.Body.Close()
 	return resp.StatusCode, nil
+}
+
+// TestAsynchronousOutcomesAreAudited: create and delete are recorded when
+// called, and their outcomes (createResult, deleteResult) as their own
+// records sharing the call's requestId.
+func TestAsynchronousOutcomesAreAudited(t *testing.T) {
+	srv := start(t, newProvider(t))
+	ctx := context.Background()
+	w := srv.SDK(srv.AdminToken)
+	cl, err := w.Clusters.CreateAndWait(ctx, compute.CreateCluster{ClusterName: "audited", SparkVersion: version, NodeTypeId: "tandem.small"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Clusters.DeleteAndWait(ctx, compute.DeleteCluster{ClusterId: cl.ClusterId}); err != nil {
+		t.Fatal(err)
+	}
+	byAction := map[string][]string{} // action -> request ids
+	waitFor(t, "results recorded", func() (bool, string) {
+		recs, _, err := srv.Journal.Read(audit.Position{}, 100000)
+		if err != nil {
+			return false, err.Error()
+		}
+		byAction = map[string][]string{}
+		for _, r := range recs {
+			if r.Category == "clusters" && (r.Properties.RequestParams["cluster_id"] == cl.ClusterId || r.Properties.ActionName == "create") {
+				byAction[r.Properties.ActionName] = append(byAction[r.Properties.ActionName], r.Properties.RequestID)
+			}
+		}
+		return len(byAction["createResult"]) == 1 && len(byAction["deleteResult"]) == 1, fmt.Sprint(byAction)
+	})
+	if byAction["createResult"][0] != byAction["create"][0] || byAction["deleteResult"][0] != byAction["delete"][0] {
+		t.Fatalf("results do not share their call's requestId: %v", byAction)
+	}
 }

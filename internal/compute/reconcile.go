@@ -8,6 +8,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -33,11 +35,17 @@ func (s *Service) Run(ctx context.Context) {
 	defer stop()
 	t := time.NewTicker(s.Tick)
 	defer t.Stop()
-	var lastSync time.Time
+	var lastSync, lastPurge time.Time
 	for {
 		if time.Since(lastSync) >= 5*time.Second {
 			s.syncProvider(ctx)
 			lastSync = time.Now()
+		}
+		if time.Since(lastPurge) >= 10*time.Minute {
+			if err := s.purge(ctx); err != nil && ctx.Err() == nil {
+				s.Log.Error("purge", "err", err)
+			}
+			lastPurge = time.Now()
 		}
 		if err := s.reconcile(ctx); err != nil && ctx.Err() == nil {
 			s.Log.Error("reconcile", "err", err)
@@ -609,6 +617,9 @@ func (s *Service) removeCluster(ctx context.Context, w *world, id string) {
 	})
 	if err != nil && !errors.Is(err, errStale) {
 		s.Log.Error("remove cluster", "cluster_id", id, "err", err)
+	}
+	if err == nil && s.LogDir != "" {
+		os.RemoveAll(filepath.Join(s.LogDir, id))
 	}
 }
 
