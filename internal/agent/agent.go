@@ -104,8 +104,9 @@ func WriteConfig(dir string, c Config, caPEM, certPEM, keyPEM []byte) error {
 
 // Agent is a running node agent.
 type Agent struct {
-	cfg    Config
-	dir    string
+	cfg     Config
+	dir     string
+	credDir string
 	log    *slog.Logger
 	client *http.Client
 	spark  Spark
@@ -128,12 +129,20 @@ type Options struct {
 	// Transport overrides the HTTP transport to the control plane.
 	Transport http.RoundTripper
 	Log       *slog.Logger
+	// CredentialsDir holds the instance's certificate, key and CA when
+	// they are not in the working directory (a pod mounts them read-only
+	// from a secret).
+	CredentialsDir string
 }
 
 // New prepares an agent working in dir.
 func New(dir string, cfg Config, opts Options) (*Agent, error) {
 	if cfg.InstanceID == "" || cfg.ControlURL == "" {
 		return nil, errors.New("agent configuration needs instance_id and control_url")
+	}
+	if cfg.Host == "" {
+		// A pod is told its address by the downward API.
+		cfg.Host = os.Getenv("TANDEM_AGENT_HOST")
 	}
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
@@ -149,8 +158,11 @@ func New(dir string, cfg Config, opts Options) (*Agent, error) {
 		log = slog.Default()
 	}
 	log = log.With("instance_id", cfg.InstanceID)
-	a := &Agent{cfg: cfg, dir: dir, log: log, started: time.Now(), heartbeat: 2 * time.Second,
+	a := &Agent{cfg: cfg, dir: dir, credDir: opts.CredentialsDir, log: log, started: time.Now(), heartbeat: 2 * time.Second,
 		changed: make(chan struct{}, 1), lastContact: time.Now()}
+	if a.credDir == "" {
+		a.credDir = dir
+	}
 	if opts.Transport != nil {
 		a.client = &http.Client{Transport: opts.Transport}
 	} else {
@@ -181,15 +193,15 @@ func (a *Agent) transport() (*http.Transport, error) {
 	caPEM, certPEM, keyPEM := a.cfg.CAPEM, a.cfg.CertPEM, a.cfg.KeyPEM
 	var err error
 	if caPEM == nil {
-		if caPEM, err = os.ReadFile(filepath.Join(a.dir, CAFile)); err != nil {
+		if caPEM, err = os.ReadFile(filepath.Join(a.credDir, CAFile)); err != nil {
 			return nil, fmt.Errorf("read the control plane's CA: %w", err)
 		}
 	}
 	if certPEM == nil {
-		if certPEM, err = os.ReadFile(filepath.Join(a.dir, CertFile)); err != nil {
+		if certPEM, err = os.ReadFile(filepath.Join(a.credDir, CertFile)); err != nil {
 			return nil, fmt.Errorf("read the instance certificate: %w", err)
 		}
-		if keyPEM, err = os.ReadFile(filepath.Join(a.dir, KeyFile)); err != nil {
+		if keyPEM, err = os.ReadFile(filepath.Join(a.credDir, KeyFile)); err != nil {
 			return nil, fmt.Errorf("read the instance key: %w", err)
 		}
 	}

@@ -73,6 +73,9 @@ type Kubernetes struct {
 	Namespace  string `json:"namespace"`
 	// Image is the instance image: tandem, Java 17 and pyspark.
 	Image string `json:"image"`
+	// Venv (or SparkHome) says where pyspark is in the image.
+	Venv      string `json:"venv"`
+	SparkHome string `json:"spark_home"`
 	// ServiceAccount, ImagePullSecrets and NodeSelector shape the pods.
 	ServiceAccount   string            `json:"service_account"`
 	ImagePullSecrets []string          `json:"image_pull_secrets"`
@@ -174,6 +177,9 @@ func (c *Config) Validate() error {
 	}
 	if abs, err := filepath.Abs(c.Compute.Venv); err == nil {
 		c.Compute.Venv = abs
+	}
+	if c.Compute.Provider == "kubernetes" && c.Compute.Kubernetes.Image == "" {
+		return fmt.Errorf("compute.kubernetes.image is required with the kubernetes provider")
 	}
 	if c.Compute.HeartbeatSeconds < 0 || c.Compute.MaxWorkers < 0 {
 		return fmt.Errorf("compute.heartbeat_seconds and compute.max_workers must not be negative")

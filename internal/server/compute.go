@@ -65,7 +65,7 @@ func (s *Server) instanceProvider() (provider.Provider, error) {
 		}
 		return p, nil
 	case "kubernetes":
-		return newKubernetesProvider(s.cfg.Compute)
+		return newKubernetesProvider(s.cfg.Compute, s.cfg.Region)
 	}
 	return nil, fmt.Errorf("unknown compute provider %q", cc.Provider)
 }
