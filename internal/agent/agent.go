@@ -107,9 +107,9 @@ type Agent struct {
 	cfg     Config
 	dir     string
 	credDir string
-	log    *slog.Logger
-	client *http.Client
-	spark  Spark
+	log     *slog.Logger
+	client  *http.Client
+	spark   Spark
 
 	started time.Time
 	logs    *logSpool

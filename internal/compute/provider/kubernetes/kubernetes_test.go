@@ -81,4 +81,3 @@ func TestInstancePodShape(t *testing.T) {
 		t.Fatalf("the secondary region lists %v", list)
 	}
 }
-
