@@ -545,3 +545,51 @@ func TestAsynchronousOutcomesAreAudited(t *testing.T) {
 		t.Fatalf("results do not share their call's requestId: %v", byAction)
 	}
 }
+
+// TestAutoscalerHandle: SetTargetWorkers grows an autoscaling cluster
+// within its range and shrinks it releasing the named workers first.
+func TestAutoscalerHandle(t *testing.T) {
+	srv := start(t, newProvider(t))
+	ctx := context.Background()
+	w := srv.SDK(srv.AdminToken)
+	cl, err := w.Clusters.CreateAndWait(ctx, compute.CreateCluster{ClusterName: "auto", SparkVersion: version, NodeTypeId: "tandem.small",
+		Autoscale: &compute.AutoScale{MinWorkers: 1, MaxWorkers: 3}})
+	if err != nil || len(cl.Executors) != 1 {
+		t.Fatalf("create: %v %+v", err, cl)
+	}
+	if n, err := srv.Compute.SetTargetWorkers(ctx, cl.ClusterId, 9, nil, ""); err != nil || n != 3 {
+		t.Fatalf("SetTargetWorkers(9): %d %v", n, err)
+	}
+	var grown *compute.ClusterDetails
+	waitFor(t, "three workers", func() (bool, string) {
+		grown, _ = w.Clusters.GetByClusterId(ctx, cl.ClusterId)
+		return grown.State == compute.StateRunning && len(grown.Executors) == 3, fmt.Sprint(grown.State, len(grown.Executors))
+	})
+	snap, err := srv.Compute.SparkState(ctx, cl.ClusterId)
+	if err != nil || snap == nil || len(snap.Workers) != 3 {
+		t.Fatalf("SparkState: %v %+v", err, snap)
+	}
+	drained := grown.Executors[2].InstanceId
+	if n, err := srv.Compute.SetTargetWorkers(ctx, cl.ClusterId, 2, []string{drained}, ""); err != nil || n != 2 {
+		t.Fatalf("SetTargetWorkers(2): %d %v", n, err)
+	}
+	waitFor(t, "the drained worker released", func() (bool, string) {
+		c, _ := w.Clusters.GetByClusterId(ctx, cl.ClusterId)
+		var ids []string
+		for _, e := range c.Executors {
+			ids = append(ids, e.InstanceId)
+		}
+		return len(ids) == 2 && !slices.Contains(ids, drained), fmt.Sprint(ids)
+	})
+	evs, _ := w.Clusters.EventsAll(ctx, compute.GetEvents{ClusterId: cl.ClusterId, EventTypes: []compute.EventType{compute.EventTypeResizing}})
+	if len(evs) != 2 || evs[0].Details.Cause != compute.EventDetailsCauseAutoscale {
+		t.Fatalf("RESIZING events: %+v", evs)
+	}
+	fixed, err := w.Clusters.CreateAndWait(ctx, compute.CreateCluster{ClusterName: "fixed", SparkVersion: version, NodeTypeId: "tandem.small"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Compute.SetTargetWorkers(ctx, fixed.ClusterId, 2, nil, ""); !errors.Is(err, tcompute.ErrNotAutoscaling) {
+		t.Fatalf("SetTargetWorkers on a fixed cluster: %v", err)
+	}
+}

@@ -192,6 +192,9 @@ type Cluster struct {
 	// TargetWorkers is the worker count wanted now: num_workers, or within
 	// the autoscaling range the autoscaler's choice.
 	TargetWorkers int `json:"target_workers"`
+	// ReleaseFirst are workers to let go first when the cluster shrinks
+	// (the autoscaler's drained workers).
+	ReleaseFirst []string `json:"release_first,omitempty"`
 	// Op is the asynchronous operation in progress (create, start,
 	// restart, edit, resize, delete), with the request that started it,
 	// for its ...Result audit record.

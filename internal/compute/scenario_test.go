@@ -21,7 +21,7 @@ import (
 //	node ID driver|worker [gen=N]     an instance joins the cluster
 //	report ID phase=running [master=URL] [registered] [failure=CODE] [message=TEXT] [scripts=global:SUCCEEDED,cluster:FAILED_EXECUTION]
 //	lose ID | launchfail ID           heartbeats stop / the provider failed
-//	set state=RESTARTING gen=+1 workers=3   what an API call does
+//	set state=RESTARTING gen=+1 workers=3 release-first=ID,...   what an API call (or the autoscaler) does
 //	time +SECONDS | busy | idle
 //	step                              one planning step, whose effects are applied
 //	expect state=RUNNING events=A,B need-driver=false need-workers=1 release=ID,... lost=ID,... reassign=ID,... result=startResult:ok reason=CODE
@@ -110,6 +110,8 @@ func (sc *scenario) do(line string) error {
 				sc.c.Spec.AutoterminationMinutes, _ = strconv.Atoi(v)
 			case "reason":
 				sc.c.Reason = &TerminationReason{Code: v}
+			case "release-first":
+				sc.c.ReleaseFirst = strings.Split(v, ",")
 			default:
 				return fmt.Errorf("unknown cluster field %s", k)
 			}

@@ -2,6 +2,7 @@ package compute
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/tandemdata/tandem/internal/agent/wire"
@@ -226,7 +227,12 @@ func step(c Cluster, nodes []NodeView, in Input) Step {
 	// not yet useful first.
 	target := cl.TargetWorkers
 	if len(workers) > target {
+		// Keep useful workers: not marked to go first, registered, oldest.
 		sort.SliceStable(workers, func(i, j int) bool {
+			fi, fj := slices.Contains(cl.ReleaseFirst, workers[i].ID), slices.Contains(cl.ReleaseFirst, workers[j].ID)
+			if fi != fj {
+				return fj
+			}
 			ri, rj := workers[i].Registered && workers[i].ClusterGen == cl.Generation, workers[j].Registered && workers[j].ClusterGen == cl.Generation
 			if ri != rj {
 				return ri
@@ -237,6 +243,9 @@ func step(c Cluster, nodes []NodeView, in Input) Step {
 			s.Release = append(s.Release, w.ID)
 		}
 		workers = workers[:target]
+	}
+	if len(cl.ReleaseFirst) > 0 && len(workers) <= target {
+		cl.ReleaseFirst = nil
 	}
 	s.NeedDriver = driver == nil
 	s.NeedWorkers = target - len(workers)
