@@ -52,13 +52,22 @@ func (s *Service) step(ctx context.Context) error {
 	if err := s.admitQueued(ctx, ids); err != nil {
 		return err
 	}
+	progressed := false
 	for _, id := range ids {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err := s.stepRun(ctx, id); err != nil && ctx.Err() == nil {
+		moved, err := s.stepRun(ctx, id)
+		if err != nil && ctx.Err() == nil {
 			s.Log.Error("run step", "run_id", id, "err", err)
 		}
+		progressed = progressed || moved
+	}
+	// A step that moved a run often enables the next one (a cluster is
+	// there, so the task can start; a run ended, so a queued one may start):
+	// go again at once instead of waiting for the tick.
+	if progressed {
+		s.nudge()
 	}
 	return nil
 }
@@ -134,7 +143,7 @@ func (s *Service) admitQueued(ctx context.Context, ids []int64) error {
 // action lost to a crash is planned again (every action is idempotent),
 // while one done twice is not possible for attempts (handles) and clusters
 // (creation keys).
-func (s *Service) stepRun(ctx context.Context, id int64) error {
+func (s *Service) stepRun(ctx context.Context, id int64) (bool, error) {
 	var rec record
 	err := s.Store.View(ctx, func(tx store.Tx) error {
 		var err error
@@ -151,10 +160,10 @@ func (s *Service) stepRun(ctx context.Context, id int64) error {
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		_, err = s.Store.Update(ctx, func(tx store.Tx) error { return deleteIfPresent(tx, kindActive, runKey(id)) })
-		return err
+		return false, err
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if rec.Exec == nil {
 		rec.Exec = map[string]*TaskExec{}
@@ -177,10 +186,12 @@ func (s *Service) stepRun(ctx context.Context, id int64) error {
 	done := Terminal(rec.Run.State.LifeCycleState) && releaseIfNeeded(&rec) == nil
 	if before != after || done {
 		if err := s.save(ctx, &rec, done); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return s.act(ctx, &rec, acts)
+	// Only a change of state counts as progress: asking again for a cluster
+	// that is still starting must not spin the loop.
+	return before != after, s.act(ctx, &rec, acts)
 }
 
 // save stores the run record; a finished run leaves the active index.
