@@ -21,10 +21,12 @@ import (
 
 	"github.com/tandemdata/tandem/internal/api"
 	"github.com/tandemdata/tandem/internal/audit"
+	"github.com/tandemdata/tandem/internal/audit/diagnostics"
 	"github.com/tandemdata/tandem/internal/config"
 	"github.com/tandemdata/tandem/internal/identity"
 	"github.com/tandemdata/tandem/internal/jobs"
 	"github.com/tandemdata/tandem/internal/keys"
+	"github.com/tandemdata/tandem/internal/metrics"
 	"github.com/tandemdata/tandem/internal/permissions"
 	"github.com/tandemdata/tandem/internal/pki"
 	"github.com/tandemdata/tandem/internal/principal"
@@ -49,6 +51,14 @@ type Server struct {
 	// Storage is the region's storage account: DBFS and workspace contents.
 	Storage storage.Backend
 	Jobs    *jobs.Service
+	// Metrics is the region's Prometheus registry, served at /metrics.
+	Metrics *metrics.Registry
+	// Diagnostics delivers audit records to the diagnostic settings'
+	// destinations and answers audit queries.
+	Diagnostics *diagnostics.Service
+	// Events writes audit records of actions outside API calls (the
+	// ...Result records of asynchronous operations, automated actions).
+	Events *audit.Emitter
 
 	// loops are the background loops Start runs with the server's context.
 	loops []func(context.Context)
@@ -114,6 +124,23 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err != nil {
 		return nil, err
 	}
+	s.Metrics = metrics.New()
+	s.Diagnostics, err = diagnostics.New(diagnostics.Config{
+		Store: s.Store, Journal: s.Journal, Account: s.Storage, Keys: s.Keys,
+		Dir: filepath.Join(cfg.DataDir, "audit"), ResourceID: cfg.ResourceID(), Region: cfg.Region,
+		Registry: s.Metrics, Log: log.With("component", "audit"),
+		DigestPeriod:     time.Duration(cfg.Audit.DigestPeriod),
+		JournalRetention: time.Duration(cfg.Audit.JournalRetention),
+		QueryRetention:   time.Duration(cfg.Audit.QueryRetention),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Diagnostics.EnsureDefault(ctx); err != nil {
+		return nil, fmt.Errorf("create the default diagnostic setting: %w", err)
+	}
+	auditor := s.Diagnostics.Auditor()
+	s.Events = &audit.Emitter{Appender: auditor, ResourceID: cfg.ResourceID()}
 
 	s.Identity = identity.New(s.Store, log.With("component", "identity"))
 	s.Perms = permissions.New(s.Store, s.Identity)
@@ -141,7 +168,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 
 	s.mux = api.NewMux(api.Config{
 		Auth:       s.Identity,
-		Audit:      s.Journal,
+		Audit:      auditor,
 		Logger:     log.With("component", "api"),
 		ResourceID: cfg.ResourceID(),
 		OrgID:      info.OrgID,
@@ -152,14 +179,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		Handler: func(context.Context, *api.Request) (any, error) {
 			return map[string]any{"workspace_id": fmt.Sprint(info.OrgID)}, nil
 		}})
-	s.Jobs = &jobs.Service{Store: s.Store, Perms: s.Perms, Log: log.With("component", "jobs"), Audit: s.Journal,
+	s.Jobs = &jobs.Service{Store: s.Store, Perms: s.Perms, Log: log.With("component", "jobs"), Audit: auditor,
 		ResourceID: cfg.ResourceID(), WorkspaceID: info.OrgID}
 	s.Jobs.Init()
 
 	s.mux.Handle(s.Identity.Routes()...)
 	s.mux.Handle(s.Perms.Routes()...)
 	s.mux.Handle(s.Jobs.Routes()...)
-	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run)
+	s.mux.Handle(s.Diagnostics.Routes()...)
+	s.mux.Handle(s.Metrics.Routes()...)
+	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run, s.Diagnostics.Run)
 	ok = true
 	return s, nil
 }
@@ -271,6 +300,9 @@ func (s *Server) Close() error {
 
 func (s *Server) closeState() error {
 	var errs []error
+	if s.Diagnostics != nil {
+		errs = append(errs, s.Diagnostics.Close())
+	}
 	if s.Journal != nil {
 		errs = append(errs, s.Journal.Close())
 	}
