@@ -87,6 +87,7 @@ type Loop struct {
 
 	mu     sync.Mutex
 	status Status
+	oldest time.Time // time of the oldest record not yet delivered; zero when caught up
 }
 
 type cursor struct {
@@ -128,7 +129,13 @@ func (l *Loop) now() time.Time {
 func (l *Loop) Status() Status {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.status
+	s := l.status
+	if !l.oldest.IsZero() {
+		s.LagSeconds = max(l.now().Sub(l.oldest).Seconds(), 0)
+	} else {
+		s.LagSeconds = 0
+	}
+	return s
 }
 
 // Position is the loop's cursor (records before it are delivered).
@@ -177,6 +184,10 @@ func (l *Loop) Run(ctx context.Context) {
 	}
 	wake, stop := l.Journal.Notify()
 	defer stop()
+	if l.Metrics != nil {
+		l.Metrics.track(l, true)
+		defer l.Metrics.track(l, false)
+	}
 	tick := time.NewTicker(l.Tick)
 	defer tick.Stop()
 	pos := l.Position()
@@ -198,7 +209,7 @@ func (l *Loop) Run(ctx context.Context) {
 			continue
 		}
 		if len(recs) == 0 {
-			l.setLag(0, 0)
+			l.caughtUp()
 			select {
 			case <-ctx.Done():
 				return
@@ -208,11 +219,7 @@ func (l *Loop) Run(ctx context.Context) {
 			continue
 		}
 		if time.Since(lastCount) > 2*time.Second {
-			if n, err := l.Journal.Count(pos); err == nil {
-				l.mu.Lock()
-				l.status.LagRecords = n
-				l.mu.Unlock()
-			}
+			l.countBacklog(pos)
 			lastCount = time.Now()
 		}
 		batch := recs[:0:0]
@@ -221,7 +228,7 @@ func (l *Loop) Run(ctx context.Context) {
 				batch = append(batch, r)
 			}
 		}
-		if !l.deliver(ctx, batch, recs[0]) {
+		if !l.deliver(ctx, batch, recs[0], pos) {
 			return
 		}
 		if err := saveCursor(l.CursorFile, next); err != nil {
@@ -236,24 +243,22 @@ func (l *Loop) Run(ctx context.Context) {
 		l.status.LagRecords = max(l.status.LagRecords-int64(len(recs)), 0)
 		l.mu.Unlock()
 		if l.Journal.End() == next {
-			l.setLag(0, 0)
+			l.caughtUp()
 		}
 	}
 }
 
 // deliver hands batch to the destination until it succeeds; it returns
 // false if ctx ended first. first is the oldest record waiting, for the lag.
-func (l *Loop) deliver(ctx context.Context, batch []*audit.Record, first *audit.Record) bool {
-	oldest, _ := time.Parse(audit.TimeFormat, first.Time)
+func (l *Loop) deliver(ctx context.Context, batch []*audit.Record, first *audit.Record, pos audit.Position) bool {
+	if oldest, err := time.Parse(audit.TimeFormat, first.Time); err == nil {
+		l.mu.Lock()
+		l.oldest = oldest
+		l.mu.Unlock()
+	}
 	backoff := 250 * time.Millisecond
 	for {
 		now := l.now()
-		l.mu.Lock()
-		if !oldest.IsZero() {
-			l.status.LagSeconds = max(now.Sub(oldest).Seconds(), 0)
-		}
-		l.mu.Unlock()
-		l.publishLag()
 		if len(batch) == 0 {
 			return true
 		}
@@ -272,6 +277,7 @@ func (l *Loop) deliver(ctx context.Context, batch []*audit.Record, first *audit.
 			return false
 		}
 		backoff = min(backoff*2, l.MaxBackoff)
+		l.countBacklog(pos)
 	}
 }
 
@@ -302,19 +308,19 @@ func (l *Loop) fail(err error) {
 	}
 }
 
-func (l *Loop) setLag(records int64, seconds float64) {
-	l.mu.Lock()
-	l.status.LagRecords, l.status.LagSeconds = records, seconds
-	l.mu.Unlock()
-	l.publishLag()
+// countBacklog refreshes the backlog count from pos to the journal's end.
+func (l *Loop) countBacklog(pos audit.Position) {
+	if n, err := l.Journal.Count(pos); err == nil {
+		l.mu.Lock()
+		l.status.LagRecords = n
+		l.mu.Unlock()
+	}
 }
 
-func (l *Loop) publishLag() {
-	if m := l.Metrics; m != nil {
-		s := l.Status()
-		m.LagRecords.WithLabelValues(l.Setting, l.Kind).Set(float64(s.LagRecords))
-		m.LagSeconds.WithLabelValues(l.Setting, l.Kind).Set(s.LagSeconds)
-	}
+func (l *Loop) caughtUp() {
+	l.mu.Lock()
+	l.status.LagRecords, l.oldest = 0, time.Time{}
+	l.mu.Unlock()
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

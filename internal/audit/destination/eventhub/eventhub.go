@@ -82,7 +82,7 @@ func validTopic(t string) bool {
 // Destination produces records to an event hub.
 type Destination struct {
 	cfg    Config
-	client *kgo.Client
+	client *kgo.Client // nil after a failure: the next batch starts afresh
 }
 
 func (c Config) opts() []kgo.Opt {
@@ -94,7 +94,9 @@ func (c Config) opts() []kgo.Opt {
 		kgo.ProducerLinger(0),
 		kgo.AllowAutoTopicCreation(),
 		kgo.DialTimeout(5 * time.Second),
-		kgo.RecordDeliveryTimeout(30 * time.Second),
+		// A batch that cannot be delivered fails within this bound, so the
+		// delivery loop reports the outage and retries with a new client.
+		kgo.RecordDeliveryTimeout(10 * time.Second),
 	}
 	if c.ConnectionString != "" {
 		opts = append(opts, kgo.SASL(plain.Auth{User: "$ConnectionString", Pass: c.ConnectionString}.AsMechanism()))
@@ -148,7 +150,12 @@ func scrubErr(err error, secret string) string {
 }
 
 // Close closes the client.
-func (d *Destination) Close() { d.client.Close() }
+func (d *Destination) Close() {
+	if d.client != nil {
+		d.client.Close()
+		d.client = nil
+	}
+}
 
 // Topic is the event hub records of category go to.
 func (d *Destination) Topic(category string) string {
@@ -180,7 +187,17 @@ func (d *Destination) Deliver(ctx context.Context, recs []*audit.Record, _ time.
 			msgs = append(msgs, &kgo.Record{Topic: t, Value: body})
 		}
 	}
+	if d.client == nil {
+		cl, err := kgo.NewClient(d.cfg.opts()...)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrBadConfig, err)
+		}
+		d.client = cl
+	}
 	if err := d.client.ProduceSync(ctx, msgs...).FirstErr(); err != nil {
+		// A client that failed may hold stale metadata (a hub that was
+		// re-created has new topic ids): the retry uses a fresh one.
+		d.Close()
 		return fmt.Errorf("produce to event hub: %s", scrubErr(err, d.cfg.ConnectionString))
 	}
 	return nil
