@@ -9,10 +9,10 @@ import (
 // Metrics are the delivery figures of every destination, labelled by
 // diagnostic setting and destination kind.
 type Metrics struct {
-	Up         *prometheus.GaugeVec
-	Delivered  *prometheus.CounterVec
-	Errors     *prometheus.CounterVec
-	Latency    *prometheus.HistogramVec
+	Up        *prometheus.GaugeVec
+	Delivered *prometheus.CounterVec
+	Errors    *prometheus.CounterVec
+	Latency   *prometheus.HistogramVec
 
 	lagRecords *prometheus.Desc
 	lagSeconds *prometheus.Desc
