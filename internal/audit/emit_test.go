@@ -10,7 +10,10 @@ import (
 
 type memAppender struct{ recs []*Record }
 
-func (m *memAppender) Append(_ context.Context, r *Record) error { m.recs = append(m.recs, r); return nil }
+func (m *memAppender) Append(_ context.Context, r *Record) error {
+	m.recs = append(m.recs, r)
+	return nil
+}
 
 func TestEmitWritesAResultRecordSharingTheRequestID(t *testing.T) {
 	mem := &memAppender{}
