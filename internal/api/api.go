@@ -98,9 +98,10 @@ type Config struct {
 
 // Mux routes API calls to handlers.
 type Mux struct {
-	cfg Config
-	mux *http.ServeMux
-	log *slog.Logger
+	cfg    Config
+	mux    *http.ServeMux
+	log    *slog.Logger
+	routes []Route
 }
 
 // NewMux returns an empty Mux.
@@ -112,8 +113,12 @@ func NewMux(cfg Config) *Mux {
 	return &Mux{cfg: cfg, mux: http.NewServeMux(), log: log}
 }
 
+// Routes returns every mounted route (the authorization test walks them).
+func (m *Mux) Routes() []Route { return append([]Route(nil), m.routes...) }
+
 // Handle mounts routes.
 func (m *Mux) Handle(routes ...Route) {
+	m.routes = append(m.routes, routes...)
 	for i := range routes {
 		rt := routes[i]
 		m.mux.Handle(rt.Pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

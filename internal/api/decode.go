@@ -229,3 +229,7 @@ func setScalar(fv reflect.Value, s, key string) error {
 	}
 	return nil
 }
+
+// DecodeJSON decodes a JSON body read by a streaming handler, with the same
+// errors as Request.Decode.
+func DecodeJSON(body []byte, v any) error { return decodeJSON(body, v) }

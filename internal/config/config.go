@@ -32,6 +32,9 @@ type Config struct {
 	Workspace Workspace `json:"workspace"`
 	Log       Log       `json:"log"`
 	Audit     Audit     `json:"audit"`
+	// DBFSVersionRetention is how long replaced and deleted DBFS files stay
+	// restorable (a Go duration: "168h").
+	DBFSVersionRetention string `json:"dbfs_version_retention"`
 	// AdminUser is the user name of the administrator created for
 	// TANDEM_BOOTSTRAP_TOKEN.
 	AdminUser string `json:"admin_user"`
@@ -98,12 +101,13 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
-		DataDir:   "tandem-data",
-		Listen:    "127.0.0.1:8443",
-		Region:    "primary",
-		AdminUser: "admin@tandem.local",
-		Workspace: Workspace{Name: "tandem", SubscriptionID: "00000000-0000-0000-0000-000000000000", ResourceGroup: "tandem"},
-		Log:       Log{Level: "info", Format: "text"},
+		DataDir:              "tandem-data",
+		Listen:               "127.0.0.1:8443",
+		Region:               "primary",
+		AdminUser:            "admin@tandem.local",
+		DBFSVersionRetention: "168h",
+		Workspace:            Workspace{Name: "tandem", SubscriptionID: "00000000-0000-0000-0000-000000000000", ResourceGroup: "tandem"},
+		Log:                  Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -142,10 +146,22 @@ func (c *Config) Validate() error {
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return fmt.Errorf("tls.cert_file and tls.key_file go together")
 	}
+	if c.DBFSVersionRetention == "" {
+		c.DBFSVersionRetention = "168h"
+	}
+	if d, err := time.ParseDuration(c.DBFSVersionRetention); err != nil || d < 0 {
+		return fmt.Errorf("dbfs_version_retention %q is not a duration such as 168h", c.DBFSVersionRetention)
+	}
 	if c.Workspace.Name == "" {
 		c.Workspace.Name = "tandem"
 	}
 	return nil
+}
+
+// VersionRetention is DBFSVersionRetention parsed.
+func (c *Config) VersionRetention() time.Duration {
+	d, _ := time.ParseDuration(c.DBFSVersionRetention)
+	return d
 }
 
 // StoreDSN is the metadata store to open.

@@ -153,6 +153,18 @@ func (s *Service) Bootstrap(ctx context.Context, token, userName string) error {
 	})
 }
 
+// UserNames returns the user name of every user.
+func (s *Service) UserNames(ctx context.Context) ([]string, error) {
+	var out []string
+	err := s.store.View(ctx, func(tx store.Tx) error {
+		return store.ScanPrefix(tx, kindUser, "", func(_ string, u User) error {
+			out = append(out, u.UserName)
+			return nil
+		})
+	})
+	return out, err
+}
+
 // HashToken is how a token is stored and looked up.
 func HashToken(token string) string {
 	h := sha256.Sum256([]byte(token))

@@ -23,17 +23,21 @@ import (
 	"github.com/tandemdata/tandem/internal/audit"
 	"github.com/tandemdata/tandem/internal/audit/diagnostics"
 	"github.com/tandemdata/tandem/internal/config"
+	"github.com/tandemdata/tandem/internal/dbfs"
 	"github.com/tandemdata/tandem/internal/identity"
+	"github.com/tandemdata/tandem/internal/initscripts"
 	"github.com/tandemdata/tandem/internal/jobs"
 	"github.com/tandemdata/tandem/internal/keys"
 	"github.com/tandemdata/tandem/internal/metrics"
 	"github.com/tandemdata/tandem/internal/permissions"
 	"github.com/tandemdata/tandem/internal/pki"
 	"github.com/tandemdata/tandem/internal/principal"
+	"github.com/tandemdata/tandem/internal/secrets"
 	"github.com/tandemdata/tandem/internal/storage"
 	"github.com/tandemdata/tandem/internal/storage/local"
 	"github.com/tandemdata/tandem/internal/store"
 	"github.com/tandemdata/tandem/internal/store/sqlstore"
+	"github.com/tandemdata/tandem/internal/workspace"
 )
 
 // Server is a running region.
@@ -49,8 +53,12 @@ type Server struct {
 	// Keys is the platform keyring (DATA_DIR/keys).
 	Keys *keys.Keyring
 	// Storage is the region's storage account: DBFS and workspace contents.
-	Storage storage.Backend
-	Jobs    *jobs.Service
+	Storage     storage.Backend
+	Jobs        *jobs.Service
+	Workspace   *workspace.Service
+	DBFS        *dbfs.Service
+	Secrets     *secrets.Service
+	InitScripts *initscripts.Service
 	// Metrics is the region's Prometheus registry, served at /metrics.
 	Metrics *metrics.Registry
 	// Diagnostics delivers audit records to the diagnostic settings'
@@ -156,14 +164,24 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			return permissions.Object{Ref: permissions.Ref{Type: "authorization", ID: "tokens"}, Display: "personal access tokens"}, nil
 		},
 	})
-	s.Identity.TokenPolicy = func(ctx context.Context, p principal.Principal) error {
-		return s.Perms.CheckContext(ctx, "authorization", "tokens", permissions.CanUse)
-	}
+	s.Workspace = &workspace.Service{Store: s.Store, Perms: s.Perms, Storage: s.Storage, Log: log.With("component", "workspace")}
+	s.Workspace.Init()
+	s.Identity.UserCreated = s.Workspace.EnsureHome
 	if err := s.Identity.EnsureBuiltins(ctx); err != nil {
 		return nil, fmt.Errorf("create built-in groups: %w", err)
 	}
 	if err := s.Identity.Bootstrap(ctx, os.Getenv("TANDEM_BOOTSTRAP_TOKEN"), cfg.AdminUser); err != nil {
 		return nil, fmt.Errorf("bootstrap admin token: %w", err)
+	}
+	users, err := s.Identity.UserNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Workspace.EnsureLayout(ctx, users); err != nil {
+		return nil, fmt.Errorf("create workspace folders: %w", err)
+	}
+	s.Identity.TokenPolicy = func(ctx context.Context, p principal.Principal) error {
+		return s.Perms.CheckContext(ctx, "authorization", "tokens", permissions.CanUse)
 	}
 
 	s.mux = api.NewMux(api.Config{
@@ -179,6 +197,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		Handler: func(context.Context, *api.Request) (any, error) {
 			return map[string]any{"workspace_id": fmt.Sprint(info.OrgID)}, nil
 		}})
+	s.DBFS = &dbfs.Service{Store: s.Store, Storage: s.Storage, Log: log.With("component", "dbfs"), Retention: cfg.VersionRetention()}
+	s.Secrets = &secrets.Service{Store: s.Store, Keys: s.Keys, Dir: s.Identity, Audit: auditor, ResourceID: cfg.ResourceID(),
+		Log: log.With("component", "secrets")}
+	s.InitScripts = &initscripts.Service{Store: s.Store}
 	s.Jobs = &jobs.Service{Store: s.Store, Perms: s.Perms, Log: log.With("component", "jobs"), Audit: auditor,
 		ResourceID: cfg.ResourceID(), WorkspaceID: info.OrgID}
 	s.Jobs.Init()
@@ -186,9 +208,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.mux.Handle(s.Identity.Routes()...)
 	s.mux.Handle(s.Perms.Routes()...)
 	s.mux.Handle(s.Jobs.Routes()...)
+	s.mux.Handle(s.Workspace.Routes()...)
+	s.mux.Handle(s.DBFS.Routes()...)
+	s.mux.Handle(s.Secrets.Routes()...)
+	s.mux.Handle(s.InitScripts.Routes()...)
 	s.mux.Handle(s.Diagnostics.Routes()...)
 	s.mux.Handle(s.Metrics.Routes()...)
-	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run, s.Diagnostics.Run)
+	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run, s.Workspace.Run, s.DBFS.Run, s.Diagnostics.Run)
 	ok = true
 	return s, nil
 }
@@ -233,6 +259,9 @@ func (s *Server) healthz(ctx context.Context, req *api.Request) (any, error) {
 
 // Handler is the server's HTTP handler (for in-process tests).
 func (s *Server) Handler() http.Handler { return s.mux }
+
+// Routes lists every API route the server serves.
+func (s *Server) Routes() []api.Route { return s.mux.Routes() }
 
 // TLSConfig is the server's TLS configuration.
 func (s *Server) TLSConfig() *tls.Config { return pki.ServerConfig(s.cert, s.CA.Pool()) }

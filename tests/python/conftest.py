@@ -3,6 +3,8 @@ official Databricks Python SDK and the databricks-cli to talk to."""
 import os
 import secrets
 import socket
+import sys
+import threading
 import subprocess
 import time
 import urllib.request
@@ -15,6 +17,67 @@ def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class PortRewritingProxy:
+    """An HTTPS proxy (CONNECT only) that sends every tunnel to the server's
+    port. The legacy databricks-cli 0.18 drops the port from the host it is
+    given (it always dials 443); through this proxy it reaches the server on
+    its free port, over the same end-to-end TLS."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(conn,), daemon=True).start()
+
+    def _tunnel(self, conn):
+        try:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            if not head.startswith(b"CONNECT 127.0.0.1:"):
+                conn.sendall(b"HTTP/1.1 403 Forbidden\r\n\r\n")
+                return
+            up = socket.create_connection(("127.0.0.1", self.target_port))
+            conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            for a, b in ((conn, up), (up, conn)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+        except OSError:
+            conn.close()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
 
 
 class Tandem:
@@ -31,6 +94,7 @@ class Tandem:
             [binary, "server", "--data-dir", self.data_dir, "--listen", f"127.0.0.1:{self.port}", "--region", "pytest"],
             env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self._wait()
+        self.proxy = PortRewritingProxy(self.port)
 
     def _wait(self):
         deadline = time.time() + 30
@@ -66,14 +130,17 @@ class Tandem:
         os.makedirs(home, exist_ok=True)
         env = self.env(token)
         env["HOME"] = home
-        venv_bin = os.path.dirname(os.path.realpath(os.sys.executable))
-        r = subprocess.run([os.path.join(venv_bin, "databricks"), *args], env=env,
+        env["HTTPS_PROXY"] = f"http://127.0.0.1:{self.proxy.port}"
+        env.pop("NO_PROXY", None)
+        env.pop("no_proxy", None)
+        r = subprocess.run([os.path.join(sys.prefix, "bin", "databricks"), *args], env=env,
                            capture_output=True, text=True, input=input, timeout=120)
         if check and r.returncode != 0:
             raise AssertionError(f"databricks {' '.join(args)} failed ({r.returncode}): {r.stdout}{r.stderr}")
         return r
 
     def stop(self):
+        self.proxy.close()
         self.proc.terminate()
         try:
             self.proc.wait(timeout=20)

@@ -1,0 +1,245 @@
+package workspace_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/databricks/databricks-sdk-go/apierr"
+	"github.com/databricks/databricks-sdk-go/service/workspace"
+
+	"github.com/tandemdata/tandem/internal/server/servertest"
+	"github.com/tandemdata/tandem/internal/storage"
+)
+
+var ctx = context.Background()
+
+func TestImportExportListDeleteThroughTheSDK(t *testing.T) {
+	srv := servertest.Start(t)
+	w := srv.SDK(srv.AdminToken)
+	if err := w.Workspace.MkdirsByPath(ctx, "/Shared/etl/daily"); err != nil {
+		t.Fatal(err)
+	}
+	src := "# Databricks notebook source\nprint('hello')\n\n# COMMAND ----------\n\n# MAGIC %md\n# MAGIC # Notes\n"
+	err := w.Workspace.Import(ctx, workspace.Import{Path: "/Shared/etl/daily/nb", Format: workspace.ImportFormatSource,
+		Language: workspace.LanguagePython, Content: base64.StdEncoding.EncodeToString([]byte(src))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := w.Workspace.GetStatusByPath(ctx, "/Shared/etl/daily/nb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ObjectType != workspace.ObjectTypeNotebook || st.Language != workspace.LanguagePython || st.ObjectId == 0 {
+		t.Errorf("status = %+v", st)
+	}
+	exp, err := w.Workspace.Export(ctx, workspace.ExportRequest{Path: "/Shared/etl/daily/nb", Format: workspace.ExportFormatSource})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := base64.StdEncoding.DecodeString(exp.Content); string(b) != src || exp.FileType != "py" {
+		t.Errorf("export = %q (%s)", b, exp.FileType)
+	}
+	// JUPYTER out and back in keeps the cells.
+	jup, err := w.Workspace.Export(ctx, workspace.ExportRequest{Path: "/Shared/etl/daily/nb", Format: workspace.ExportFormatJupyter})
+	if err != nil || jup.FileType != "ipynb" {
+		t.Fatalf("jupyter export: %+v %v", jup, err)
+	}
+	err = w.Workspace.Import(ctx, workspace.Import{Path: "/Shared/etl/daily/copy.ipynb", Format: workspace.ImportFormatJupyter, Content: jup.Content})
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, _ := w.Workspace.Export(ctx, workspace.ExportRequest{Path: "/Shared/etl/daily/copy"})
+	if b, _ := base64.StdEncoding.DecodeString(back.Content); string(b) != src {
+		t.Errorf("SOURCE -> JUPYTER -> SOURCE = %q", b)
+	}
+	// Multipart upload and direct download, as WriteFile/ReadFile do.
+	if err := w.Workspace.WriteFile(ctx, "/Shared/etl/data.csv", []byte("a,b\n1,2\n")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := w.Workspace.ReadFile(ctx, "/Shared/etl/data.csv")
+	if err != nil || string(got) != "a,b\n1,2\n" {
+		t.Errorf("ReadFile = %q, %v", got, err)
+	}
+	if err := w.Workspace.Upload(ctx, "/Shared/etl/up.py", strings.NewReader("print(2)")); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := w.Workspace.GetStatusByPath(ctx, "/Shared/etl/up.py"); err != nil || st.ObjectType != workspace.ObjectTypeNotebook {
+		t.Errorf("Upload of a .py in SOURCE: %+v %v", st, err)
+	}
+	all, err := w.Workspace.RecursiveList(ctx, "/Shared")
+	if err != nil || len(all) != 4 {
+		t.Errorf("RecursiveList = %d objects, %v", len(all), err)
+	}
+	// Importing over an existing object needs overwrite.
+	err = w.Workspace.Import(ctx, workspace.Import{Path: "/Shared/etl/daily/nb", Language: workspace.LanguagePython, Content: "cHJpbnQoMyk="})
+	if !errors.Is(err, apierr.ErrResourceAlreadyExists) {
+		t.Errorf("import over an existing notebook: %v", err)
+	}
+	err = w.Workspace.Delete(ctx, workspace.Delete{Path: "/Shared/etl"})
+	var ae *apierr.APIError
+	if !errors.As(err, &ae) || ae.ErrorCode != "DIRECTORY_NOT_EMPTY" || ae.StatusCode != 400 {
+		t.Errorf("non-recursive delete of a folder: %v", err)
+	}
+	if err := w.Workspace.Delete(ctx, workspace.Delete{Path: "/Shared/etl", Recursive: true}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.Workspace.GetStatusByPath(ctx, "/Shared/etl/daily/nb")
+	if !errors.Is(err, apierr.ErrResourceDoesNotExist) {
+		t.Errorf("deleted notebook: %v", err)
+	}
+}
+
+func TestBadWorkspaceInputIsRefused(t *testing.T) {
+	srv := servertest.Start(t)
+	cases := []struct {
+		name, method, path string
+		body               any
+		status             int
+		code               string
+	}{
+		{"relative path", "POST", "/api/2.0/workspace/mkdirs", map[string]string{"path": "Shared/x"}, 400, "INVALID_PARAMETER_VALUE"},
+		{"dot dot", "POST", "/api/2.0/workspace/mkdirs", map[string]string{"path": "/Shared/../Users"}, 400, "INVALID_PARAMETER_VALUE"},
+		{"NUL", "POST", "/api/2.0/workspace/mkdirs", map[string]string{"path": "/Shared/a\x00b"}, 400, "INVALID_PARAMETER_VALUE"},
+		{"missing path", "GET", "/api/2.0/workspace/get-status", nil, 400, "INVALID_PARAMETER_VALUE"},
+		{"missing object", "GET", "/api/2.0/workspace/get-status?path=/Shared/nope", nil, 404, "RESOURCE_DOES_NOT_EXIST"},
+		{"bad base64", "POST", "/api/2.0/workspace/import", map[string]any{"path": "/Shared/x", "language": "PYTHON", "content": "%%%"}, 400, "MALFORMED_REQUEST"},
+		{"missing parent", "POST", "/api/2.0/workspace/import", map[string]any{"path": "/Shared/no/x", "language": "PYTHON", "content": "eA=="}, 404, "RESOURCE_DOES_NOT_EXIST"},
+		{"too big", "POST", "/api/2.0/workspace/import", map[string]any{"path": "/Shared/big", "format": "RAW",
+			"content": base64.StdEncoding.EncodeToString(make([]byte, 10<<20+1))}, 400, "MAX_NOTEBOOK_SIZE_EXCEEDED"},
+		{"delete root", "POST", "/api/2.0/workspace/delete", map[string]any{"path": "/", "recursive": true}, 400, "INVALID_PARAMETER_VALUE"},
+		{"wrong type", "POST", "/api/2.0/workspace/delete", map[string]any{"path": "/Shared", "recursive": "yes"}, 400, "MALFORMED_REQUEST"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := srv.Do(srv.AdminToken, c.method, c.path, c.body)
+			if r.Status != c.status || r.JSON(t)["error_code"] != c.code {
+				t.Fatalf("%d %s", r.Status, r.Body)
+			}
+		})
+	}
+	// mkdirs across a file.
+	w := srv.SDK(srv.AdminToken)
+	w.Workspace.WriteFile(ctx, "/Shared/f.txt", []byte("x"))
+	if err := w.Workspace.MkdirsByPath(ctx, "/Shared/f.txt/sub"); !errors.Is(err, apierr.ErrResourceAlreadyExists) {
+		t.Errorf("mkdirs across a file: %v", err)
+	}
+	// The CLI's import-file endpoint: 409 on an existing file, 404 without a parent.
+	if r := srv.Do(srv.AdminToken, "POST", "/api/2.0/workspace-files/import-file/Shared/f.txt", "y"); r.Status != 409 {
+		t.Errorf("import-file over a file: %d %s", r.Status, r.Body)
+	}
+	if r := srv.Do(srv.AdminToken, "POST", "/api/2.0/workspace-files/import-file/Shared/missing/f.txt", "y"); r.Status != 404 {
+		t.Errorf("import-file without a parent: %d %s", r.Status, r.Body)
+	}
+	if r := srv.Do(srv.AdminToken, "POST", "/api/2.0/workspace-files/import-file/Shared/f.txt?overwrite=true", "y"); r.Status != 200 {
+		t.Errorf("import-file overwrite: %d %s", r.Status, r.Body)
+	}
+	if b, _ := w.Workspace.ReadFile(ctx, "/Shared/f.txt"); string(b) != "y" {
+		t.Errorf("after import-file overwrite: %q", b)
+	}
+}
+
+func TestWorkspacePermissions(t *testing.T) {
+	srv := servertest.Start(t)
+	admin := srv.SDK(srv.AdminToken)
+	ann := srv.NewUser("ann@example.com", false)
+	bob := srv.NewUser("bob@example.com", false)
+	wa, wb := srv.SDK(ann.Token), srv.SDK(bob.Token)
+
+	// Each user has a home folder they manage.
+	home, err := wa.Workspace.GetStatusByPath(ctx, "/Users/ann@example.com")
+	if err != nil || home.ObjectType != workspace.ObjectTypeDirectory {
+		t.Fatalf("home folder: %+v %v", home, err)
+	}
+	if err := wa.Workspace.WriteFile(ctx, "/Users/ann@example.com/a.txt", []byte("ann")); err != nil {
+		t.Fatal(err)
+	}
+	if err := wa.Workspace.MkdirsByPath(ctx, "/Users/ann@example.com/proj"); err != nil {
+		t.Fatal(err)
+	}
+	// Bob cannot read or write Ann's home, and does not see it listed.
+	if _, err := wb.Workspace.ReadFile(ctx, "/Users/ann@example.com/a.txt"); !errors.Is(err, apierr.ErrPermissionDenied) {
+		t.Errorf("bob reads ann's file: %v", err)
+	}
+	if err := wb.Workspace.WriteFile(ctx, "/Users/ann@example.com/b.txt", []byte("bob")); !errors.Is(err, apierr.ErrPermissionDenied) {
+		t.Errorf("bob writes in ann's home: %v", err)
+	}
+	users, err := wb.Workspace.ListAll(ctx, workspace.ListWorkspaceRequest{Path: "/Users"})
+	if err != nil || len(users) != 1 || users[0].Path != "/Users/bob@example.com" {
+		t.Errorf("bob lists /Users: %+v %v", users, err)
+	}
+	// /Shared is everyone's.
+	if err := wb.Workspace.WriteFile(ctx, "/Shared/bob.txt", []byte("bob")); err != nil {
+		t.Errorf("bob writes in /Shared: %v", err)
+	}
+	// Ann grants Bob CAN_READ on her project folder: read yes, write no.
+	proj, _ := wa.Workspace.GetStatusByPath(ctx, "/Users/ann@example.com/proj")
+	wa.Workspace.WriteFile(ctx, "/Users/ann@example.com/proj/p.txt", []byte("p"))
+	_, err = wa.Workspace.UpdatePermissions(ctx, workspace.WorkspaceObjectPermissionsRequest{WorkspaceObjectType: "directories",
+		WorkspaceObjectId: fmt.Sprint(proj.ObjectId), AccessControlList: []workspace.WorkspaceObjectAccessControlRequest{
+			{UserName: bob.UserName, PermissionLevel: workspace.WorkspaceObjectPermissionLevelCanRead}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := wb.Workspace.ReadFile(ctx, "/Users/ann@example.com/proj/p.txt"); err != nil || string(b) != "p" {
+		t.Errorf("bob reads with inherited CAN_READ: %q %v", b, err)
+	}
+	if err := wb.Workspace.WriteFile(ctx, "/Users/ann@example.com/proj/q.txt", []byte("q")); !errors.Is(err, apierr.ErrPermissionDenied) {
+		t.Errorf("bob writes with CAN_READ: %v", err)
+	}
+	pf, _ := wa.Workspace.GetStatusByPath(ctx, "/Users/ann@example.com/proj/p.txt")
+	perms, err := wa.Workspace.GetPermissions(ctx, workspace.GetWorkspaceObjectPermissionsRequest{WorkspaceObjectType: "files", WorkspaceObjectId: fmt.Sprint(pf.ObjectId)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inherited := false
+	for _, a := range perms.AccessControlList {
+		for _, p := range a.AllPermissions {
+			if a.UserName == bob.UserName && p.Inherited && p.PermissionLevel == workspace.WorkspaceObjectPermissionLevelCanRead {
+				inherited = true
+			}
+		}
+	}
+	if !inherited {
+		t.Errorf("bob's inherited CAN_READ not shown: %+v", perms.AccessControlList)
+	}
+	// A file id under /notebooks/ is not an object of that type.
+	if _, err := wa.Workspace.GetPermissions(ctx, workspace.GetWorkspaceObjectPermissionsRequest{WorkspaceObjectType: "notebooks", WorkspaceObjectId: fmt.Sprint(pf.ObjectId)}); !errors.Is(err, apierr.ErrNotFound) {
+		t.Errorf("file id as a notebook: %v", err)
+	}
+	// Deleting needs CAN_MANAGE; admins may do everything.
+	if err := wb.Workspace.Delete(ctx, workspace.Delete{Path: "/Users/ann@example.com/proj/p.txt"}); !errors.Is(err, apierr.ErrPermissionDenied) {
+		t.Errorf("bob deletes with CAN_READ: %v", err)
+	}
+	if err := admin.Workspace.Delete(ctx, workspace.Delete{Path: "/Users/ann@example.com/proj", Recursive: true}); err != nil {
+		t.Errorf("admin delete: %v", err)
+	}
+}
+
+func TestReplacedAndDeletedContentsLeaveTheStorageAccount(t *testing.T) {
+	srv := servertest.Start(t)
+	w := srv.SDK(srv.AdminToken)
+	blobs := func() int {
+		n := 0
+		if err := srv.Storage.List(ctx, "workspace/", func(storage.ObjectInfo) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	w.Workspace.WriteFile(ctx, "/Shared/x.bin", bytes.Repeat([]byte("x"), 1000))
+	w.Workspace.WriteFile(ctx, "/Shared/x.bin", bytes.Repeat([]byte("y"), 1000))
+	if n := blobs(); n != 1 {
+		t.Errorf("%d blobs after an overwrite, want 1", n)
+	}
+	if b, _ := w.Workspace.ReadFile(ctx, "/Shared/x.bin"); !bytes.Equal(b, bytes.Repeat([]byte("y"), 1000)) {
+		t.Error("overwrite did not replace the contents")
+	}
+	w.Workspace.Delete(ctx, workspace.Delete{Path: "/Shared/x.bin"})
+	if n := blobs(); n != 0 {
+		t.Errorf("%d blobs after delete, want 0", n)
+	}
+}
