@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tandemdata/tandem/internal/atomicfile"
 )
@@ -395,4 +396,74 @@ func (j *Journal) Close() error {
 	close(j.stop)
 	<-j.done
 	return j.f.Close()
+}
+
+// Count returns how many records lie between from and the end of the
+// journal (the backlog of a reader at from). It counts line ends without
+// decoding the records.
+func (j *Journal) Count(from Position) (int64, error) {
+	end := j.End()
+	if from.Segment == 0 {
+		segs, err := segments(j.dir)
+		if err != nil || len(segs) == 0 {
+			return 0, err
+		}
+		from = Position{Segment: segs[0]}
+	}
+	var n int64
+	buf := make([]byte, 1<<16)
+	for seg := from.Segment; seg <= end.Segment; seg++ {
+		f, err := os.Open(segmentName(j.dir, seg))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("count audit records: %w", err)
+		}
+		var off int64
+		if seg == from.Segment {
+			off = from.Offset
+		}
+		var src io.Reader = io.NewSectionReader(f, off, 1<<62)
+		if seg == end.Segment {
+			src = io.NewSectionReader(f, off, max(end.Offset-off, 0))
+		}
+		for {
+			k, rerr := src.Read(buf)
+			n += int64(bytes.Count(buf[:k], []byte{'\n'}))
+			if rerr != nil {
+				break
+			}
+		}
+		f.Close()
+	}
+	return n, nil
+}
+
+// Segments lists the journal's segment numbers, oldest first.
+func (j *Journal) Segments() ([]int64, error) { return segments(j.dir) }
+
+// SegmentModTime is when a segment was last written.
+func (j *Journal) SegmentModTime(seg int64) (time.Time, error) {
+	fi, err := os.Stat(segmentName(j.dir, seg))
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fi.ModTime(), nil
+}
+
+// RemoveSegment deletes a whole segment that every reader has passed. The
+// segment being written is never removed; readers positioned in a removed
+// segment move on to the next one (see Read).
+func (j *Journal) RemoveSegment(seg int64) error {
+	j.mu.Lock()
+	current := j.seg
+	j.mu.Unlock()
+	if seg >= current {
+		return fmt.Errorf("audit segment %d is still being written", seg)
+	}
+	if err := os.Remove(segmentName(j.dir, seg)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove audit segment %d: %w", seg, err)
+	}
+	return nil
 }

@@ -181,6 +181,22 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET /api/2.0/token/list", "open", func() call { return call{method: "GET", path: "/api/2.0/token/list"} }},
 		{"POST /api/2.0/token/delete", "own", nil}, // checked below: a user deletes its own token, not another's
 		{"GET /api/2.0/token-management/tokens", "admin", func() call { return call{method: "GET", path: "/api/2.0/token-management/tokens"} }},
+		// Diagnostic settings, audit records and metrics: admins only.
+		{"GET /api/2.0/tandem/diagnostic-settings", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/diagnostic-settings"} }},
+		{"GET /api/2.0/tandem/diagnostic-settings/{name}", "admin", func() call {
+			return call{method: "GET", path: "/api/2.0/tandem/diagnostic-settings/default"}
+		}},
+		{"PUT /api/2.0/tandem/diagnostic-settings/{name}", "admin", func() call {
+			return call{method: "PUT", path: "/api/2.0/tandem/diagnostic-settings/authz-put", body: map[string]any{
+				"logs": []map[string]any{{"category": "ssh", "enabled": true}}, "storage_account": map[string]any{}}}
+		}},
+		{"DELETE /api/2.0/tandem/diagnostic-settings/{name}", "admin", func() call {
+			must(srv.Do(adminTok, "PUT", "/api/2.0/tandem/diagnostic-settings/authz-del", map[string]any{
+				"logs": []map[string]any{{"category": "repos", "enabled": true}}, "storage_account": map[string]any{}}), "setting")
+			return call{method: "DELETE", path: "/api/2.0/tandem/diagnostic-settings/authz-del"}
+		}},
+		{"GET /api/2.0/tandem/audit/records", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/audit/records?page_size=1"} }},
+		{"GET /metrics", "admin", func() call { return call{method: "GET", path: "/metrics"} }},
 		{"GET /api/2.0/token-management/tokens/{token_id}", "admin", func() call {
 			return call{method: "GET", path: "/api/2.0/token-management/tokens/" + adminToken()}
 		}},

@@ -21,12 +21,14 @@ import (
 
 	"github.com/tandemdata/tandem/internal/api"
 	"github.com/tandemdata/tandem/internal/audit"
+	"github.com/tandemdata/tandem/internal/audit/diagnostics"
 	"github.com/tandemdata/tandem/internal/config"
 	"github.com/tandemdata/tandem/internal/dbfs"
 	"github.com/tandemdata/tandem/internal/identity"
 	"github.com/tandemdata/tandem/internal/initscripts"
 	"github.com/tandemdata/tandem/internal/jobs"
 	"github.com/tandemdata/tandem/internal/keys"
+	"github.com/tandemdata/tandem/internal/metrics"
 	"github.com/tandemdata/tandem/internal/permissions"
 	"github.com/tandemdata/tandem/internal/pki"
 	"github.com/tandemdata/tandem/internal/principal"
@@ -57,6 +59,14 @@ type Server struct {
 	DBFS        *dbfs.Service
 	Secrets     *secrets.Service
 	InitScripts *initscripts.Service
+	// Metrics is the region's Prometheus registry, served at /metrics.
+	Metrics *metrics.Registry
+	// Diagnostics delivers audit records to the diagnostic settings'
+	// destinations and answers audit queries.
+	Diagnostics *diagnostics.Service
+	// Events writes audit records of actions outside API calls (the
+	// ...Result records of asynchronous operations, automated actions).
+	Events *audit.Emitter
 
 	// loops are the background loops Start runs with the server's context.
 	loops []func(context.Context)
@@ -122,6 +132,23 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err != nil {
 		return nil, err
 	}
+	s.Metrics = metrics.New()
+	s.Diagnostics, err = diagnostics.New(diagnostics.Config{
+		Store: s.Store, Journal: s.Journal, Account: s.Storage, Keys: s.Keys,
+		Dir: filepath.Join(cfg.DataDir, "audit"), ResourceID: cfg.ResourceID(), Region: cfg.Region,
+		Registry: s.Metrics, Log: log.With("component", "audit"),
+		DigestPeriod:     time.Duration(cfg.Audit.DigestPeriod),
+		JournalRetention: time.Duration(cfg.Audit.JournalRetention),
+		QueryRetention:   time.Duration(cfg.Audit.QueryRetention),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Diagnostics.EnsureDefault(ctx); err != nil {
+		return nil, fmt.Errorf("create the default diagnostic setting: %w", err)
+	}
+	auditor := s.Diagnostics.Auditor()
+	s.Events = &audit.Emitter{Appender: auditor, ResourceID: cfg.ResourceID()}
 
 	s.Identity = identity.New(s.Store, log.With("component", "identity"))
 	s.Perms = permissions.New(s.Store, s.Identity)
@@ -159,7 +186,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 
 	s.mux = api.NewMux(api.Config{
 		Auth:       s.Identity,
-		Audit:      s.Journal,
+		Audit:      auditor,
 		Logger:     log.With("component", "api"),
 		ResourceID: cfg.ResourceID(),
 		OrgID:      info.OrgID,
@@ -171,10 +198,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			return map[string]any{"workspace_id": fmt.Sprint(info.OrgID)}, nil
 		}})
 	s.DBFS = &dbfs.Service{Store: s.Store, Storage: s.Storage, Log: log.With("component", "dbfs"), Retention: cfg.VersionRetention()}
-	s.Secrets = &secrets.Service{Store: s.Store, Keys: s.Keys, Dir: s.Identity, Audit: s.Journal, ResourceID: cfg.ResourceID(),
+	s.Secrets = &secrets.Service{Store: s.Store, Keys: s.Keys, Dir: s.Identity, Audit: auditor, ResourceID: cfg.ResourceID(),
 		Log: log.With("component", "secrets")}
 	s.InitScripts = &initscripts.Service{Store: s.Store}
-	s.Jobs = &jobs.Service{Store: s.Store, Perms: s.Perms, Log: log.With("component", "jobs"), Audit: s.Journal,
+	s.Jobs = &jobs.Service{Store: s.Store, Perms: s.Perms, Log: log.With("component", "jobs"), Audit: auditor,
 		ResourceID: cfg.ResourceID(), WorkspaceID: info.OrgID}
 	s.Jobs.Init()
 
@@ -185,7 +212,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.mux.Handle(s.DBFS.Routes()...)
 	s.mux.Handle(s.Secrets.Routes()...)
 	s.mux.Handle(s.InitScripts.Routes()...)
-	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run, s.Workspace.Run, s.DBFS.Run)
+	s.mux.Handle(s.Diagnostics.Routes()...)
+	s.mux.Handle(s.Metrics.Routes()...)
+	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run, s.Workspace.Run, s.DBFS.Run, s.Diagnostics.Run)
 	ok = true
 	return s, nil
 }
@@ -300,6 +329,9 @@ func (s *Server) Close() error {
 
 func (s *Server) closeState() error {
 	var errs []error
+	if s.Diagnostics != nil {
+		errs = append(errs, s.Diagnostics.Close())
+	}
 	if s.Journal != nil {
 		errs = append(errs, s.Journal.Close())
 	}
