@@ -80,6 +80,8 @@ func TestLoopRetriesAFailingDestinationAndResumesFromItsCursor(t *testing.T) {
 	jobs := appendN(t, j, "jobs", 20)
 	appendN(t, j, "clusters", 5)
 	waitFor(t, func() bool { return dest.count() == 20 })
+	// The loop records a delivery after the destination acknowledged it.
+	waitFor(t, func() bool { return l.Status().Delivered == 20 })
 	st := l.Status()
 	if st.LastError != "destination is down" || st.LastSuccessTime == 0 || st.Delivered != 20 {
 		t.Errorf("status = %+v", st)
