@@ -351,19 +351,11 @@ func decideImport(p, format, language string, content []byte) (Object, []byte, e
 		if ext == ".ipynb" {
 			return decideImport(p, "JUPYTER", language, content)
 		}
-		if hdr := detectSource(content); hdr != "" {
-			lang := extOf[ext]
-			if lang == "" {
-				lang = hdr
-			}
-			if language != "" {
-				lang = language
-			}
-			target := p
-			if extOf[ext] != "" {
-				target = strip()
-			}
-			return notebook(target, lang, content)
+		// A notebook needs a notebook extension and that language's header:
+		// a plain .py module, or a text that merely starts with a header
+		// line, is a file.
+		if lang := extOf[ext]; lang != "" && hasHeader(content, lang) {
+			return notebook(strip(), lang, ToSource(content, lang))
 		}
 		return Object{Path: p, ObjectType: File}, content, nil
 	case "RAW":

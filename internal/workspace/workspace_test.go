@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -24,7 +25,7 @@ func TestImportExportListDeleteThroughTheSDK(t *testing.T) {
 	if err := w.Workspace.MkdirsByPath(ctx, "/Shared/etl/daily"); err != nil {
 		t.Fatal(err)
 	}
-	src := "# Databricks notebook source\nprint('hello')\n\n# COMMAND ----------\n\n# MAGIC %md\n# MAGIC # Notes\n"
+	src := "# Databricks notebook source\nprint('hello')\n\n# COMMAND ----------\n\n# MAGIC %md\n# MAGIC # Notes"
 	err := w.Workspace.Import(ctx, workspace.Import{Path: "/Shared/etl/daily/nb", Format: workspace.ImportFormatSource,
 		Language: workspace.LanguagePython, Content: base64.StdEncoding.EncodeToString([]byte(src))})
 	if err != nil {
@@ -71,8 +72,31 @@ func TestImportExportListDeleteThroughTheSDK(t *testing.T) {
 	if st, err := w.Workspace.GetStatusByPath(ctx, "/Shared/etl/up.py"); err != nil || st.ObjectType != workspace.ObjectTypeNotebook {
 		t.Errorf("Upload of a .py in SOURCE: %+v %v", st, err)
 	}
+	// Databricks' own SDK tests: a notebook uploaded as "print(1)" downloads
+	// with the header and nothing after its last line; a file is verbatim.
+	rc, err := w.Workspace.Download(ctx, "/Shared/etl/up.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(rc); string(b) != "# Databricks notebook source\nprint(2)" {
+		t.Errorf("Download of an uploaded notebook = %q", b)
+	}
+	err = w.Workspace.Upload(ctx, "/Shared/etl/mod.py", strings.NewReader("print(3)"), workspace.UploadFormat(workspace.ImportFormatAuto))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := w.Workspace.GetStatusByPath(ctx, "/Shared/etl/mod.py"); err != nil || st.ObjectType != workspace.ObjectTypeFile || st.Size != 8 {
+		t.Errorf("AUTO upload of a .py without the header: %+v %v", st, err)
+	}
+	rc, err = w.Workspace.Download(ctx, "/Shared/etl/mod.py", workspace.DownloadFormat(workspace.ExportFormatAuto))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(rc); string(b) != "print(3)" {
+		t.Errorf("Download of a file = %q", b)
+	}
 	all, err := w.Workspace.RecursiveList(ctx, "/Shared")
-	if err != nil || len(all) != 4 {
+	if err != nil || len(all) != 5 {
 		t.Errorf("RecursiveList = %d objects, %v", len(all), err)
 	}
 	// Importing over an existing object needs overwrite.
