@@ -381,12 +381,29 @@ func (s *Service) importFile(ctx context.Context, req *api.Request) (any, error)
 	if err != nil {
 		return nil, err
 	}
+	if o.ObjectType == Notebook {
+		req.SetAction("notebook", "importNotebook")
+	}
 	_, err = s.put(ctx, principal.MustFrom(ctx), o, stored, overwrite)
 	var e *api.Error
-	if errors.As(err, &e) && e.Code == api.ResourceAlreadyExists {
+	if errors.As(err, &e) && e.Code == api.ResourceAlreadyExists && !s.isNotebook(ctx, o.Path) {
+		// This endpoint answers 409 for an existing file, and 400 with
+		// "Path (...) already exists." for a notebook: the CLI's filer
+		// recognises both.
 		return nil, e.WithStatus(http.StatusConflict)
 	}
 	return nil, err
+}
+
+// isNotebook reports whether a notebook is at p.
+func (s *Service) isNotebook(ctx context.Context, p string) bool {
+	var o Object
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		var err error
+		o, err = get(tx, p)
+		return err
+	})
+	return err == nil && o.ObjectType == Notebook
 }
 
 func (s *Service) export(ctx context.Context, req *api.Request) (any, error) {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -174,6 +175,12 @@ func byID(tx store.Tx, id int64) (Object, error) {
 
 func notFound(p string) error { return api.NotFound("Path (%s) doesn't exist.", p) }
 
+// alreadyExists is RESOURCE_ALREADY_EXISTS as the Workspace API answers it:
+// with 400, not the generic 409 (the CLI matches 400 and the message).
+func alreadyExists(format string, args ...any) error {
+	return api.Errorf(api.ResourceAlreadyExists, format, args...).WithStatus(http.StatusBadRequest)
+}
+
 // check checks p holds need on the object at path o.
 func (s *Service) check(tx store.Tx, p principal.Principal, o Object, need permissions.Level) error {
 	return s.Perms.Check(tx, p, permType(o.ObjectType), strconv.FormatInt(o.ObjectID, 10), need)
@@ -193,7 +200,7 @@ func (s *Service) mkdirs(tx store.Tx, p principal.Principal, dir string, now int
 	o, err := get(tx, dir)
 	if err == nil {
 		if o.ObjectType != Directory {
-			return o, api.Errorf(api.ResourceAlreadyExists, "Path (%s) already exists and is not a directory.", dir)
+			return o, alreadyExists("Path (%s) already exists and is not a directory.", dir)
 		}
 		return o, nil
 	}
@@ -376,10 +383,10 @@ func (s *Service) put(ctx context.Context, p principal.Principal, o Object, cont
 		switch {
 		case err == nil:
 			if !overwrite {
-				return api.Errorf(api.ResourceAlreadyExists, "Path (%s) already exists.", o.Path)
+				return alreadyExists("Path (%s) already exists.", o.Path)
 			}
 			if existing.ObjectType == Directory {
-				return api.Errorf(api.ResourceAlreadyExists, "Path (%s) already exists and is a directory.", o.Path)
+				return alreadyExists("Path (%s) already exists and is a directory.", o.Path)
 			}
 			if err := s.check(tx, p, existing, permissions.CanEdit); err != nil {
 				return err

@@ -152,9 +152,36 @@ func TestBadWorkspaceInputIsRefused(t *testing.T) {
 	if err := w.Workspace.MkdirsByPath(ctx, "/Shared/f.txt/sub"); !errors.Is(err, apierr.ErrResourceAlreadyExists) {
 		t.Errorf("mkdirs across a file: %v", err)
 	}
-	// The CLI's import-file endpoint: 409 on an existing file, 404 without a parent.
-	if r := srv.Do(srv.AdminToken, "POST", "/api/2.0/workspace-files/import-file/Shared/f.txt", "y"); r.Status != 409 {
+	// RESOURCE_ALREADY_EXISTS comes with 400 from import and mkdirs, as in
+	// Databricks.
+	for _, c := range []struct {
+		path string
+		body any
+	}{
+		{"/api/2.0/workspace/import", map[string]any{"path": "/Shared/f.txt", "format": "RAW", "content": "eA=="}},
+		{"/api/2.0/workspace/mkdirs", map[string]any{"path": "/Shared/f.txt"}},
+		{"/api/2.0/workspace/mkdirs", map[string]any{"path": "/Shared/f.txt/sub"}},
+	} {
+		if r := srv.Do(srv.AdminToken, "POST", c.path, c.body); r.Status != 400 || r.JSON(t)["error_code"] != "RESOURCE_ALREADY_EXISTS" {
+			t.Errorf("%s %v: %d %s", c.path, c.body, r.Status, r.Body)
+		}
+	}
+	// The CLI's import-file endpoint: 409 on an existing file, 400 and
+	// "Path (...) already exists." on an existing notebook, 404 without a
+	// parent.
+	if r := srv.Do(srv.AdminToken, "POST", "/api/2.0/workspace-files/import-file/Shared/f.txt", "y"); r.Status != 409 || r.JSON(t)["error_code"] != "RESOURCE_ALREADY_EXISTS" {
 		t.Errorf("import-file over a file: %d %s", r.Status, r.Body)
+	}
+	nb := "# Databricks notebook source\nprint(1)"
+	if r := srv.Do(srv.AdminToken, "POST", "/api/2.0/workspace-files/import-file/Shared/nb.py", nb); r.Status != 200 {
+		t.Fatalf("import-file of a notebook: %d %s", r.Status, r.Body)
+	}
+	if st, err := w.Workspace.GetStatusByPath(ctx, "/Shared/nb"); err != nil || st.ObjectType != workspace.ObjectTypeNotebook {
+		t.Errorf("import-file of a .py with the header: %+v %v", st, err)
+	}
+	if r := srv.Do(srv.AdminToken, "POST", "/api/2.0/workspace-files/import-file/Shared/nb.py", nb); r.Status != 400 ||
+		r.JSON(t)["message"] != "Path (/Shared/nb) already exists." {
+		t.Errorf("import-file over a notebook: %d %s", r.Status, r.Body)
 	}
 	if r := srv.Do(srv.AdminToken, "POST", "/api/2.0/workspace-files/import-file/Shared/missing/f.txt", "y"); r.Status != 404 {
 		t.Errorf("import-file without a parent: %d %s", r.Status, r.Body)
