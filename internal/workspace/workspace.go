@@ -26,8 +26,8 @@ import (
 
 // Store kinds owned by this package.
 const (
-	// kindObject is keyed by parent path, sepKey, name: a folder's children
-	// are one prefix scan.
+	// kindObject is keyed by childPrefix(parent) + name: a folder's
+	// children are one prefix scan.
 	kindObject = "workspace.object"
 	// kindID maps an object id (20 digits) to its path.
 	kindID = "workspace.id"
@@ -81,9 +81,20 @@ func (o Object) info() ObjectInfo {
 	return oi
 }
 
+// childPrefix is the key prefix of a folder's direct children. The root's
+// is the separator alone, so that a key is exactly as long as its path and
+// every path fspath.Clean accepts fits the store's key limit.
+func childPrefix(dir string) string {
+	if dir == "/" {
+		return sepKey
+	}
+	return dir + sepKey
+}
+
+// objectKey is the store key of the object at a clean path other than "/".
 func objectKey(p string) string {
 	dir, name := fspath.Split(p)
-	return dir + sepKey + name
+	return childPrefix(dir) + name
 }
 
 func idKey(id int64) string { return fmt.Sprintf("%020d", id) }
@@ -188,7 +199,7 @@ func (s *Service) check(tx store.Tx, p principal.Principal, o Object, need permi
 
 // children lists a folder's direct children.
 func children(tx store.Tx, dir string) ([]Object, error) {
-	return store.List[Object](tx, kindObject, dir+sepKey)
+	return store.List[Object](tx, kindObject, childPrefix(dir))
 }
 
 // mkdirs creates a folder and any missing parents; a file or notebook in
