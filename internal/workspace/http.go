@@ -51,8 +51,12 @@ type pathRequest struct {
 }
 
 // readable reports whether p may see the object; listing the root and
-// /Users needs no permission, but shows only what p can read.
+// /Users needs no permission, but shows only what p can read, and /Users
+// itself, which every home is in.
 func (s *Service) readable(tx store.Tx, p principal.Principal, o Object) (bool, error) {
+	if o.Path == "/Users" {
+		return true, nil
+	}
 	err := s.check(tx, p, o, permissions.CanRead)
 	var e *api.Error
 	if errors.As(err, &e) && e.Code == api.PermissionDenied {
@@ -166,6 +170,7 @@ func (s *Service) delete(ctx context.Context, req *api.Request) (any, error) {
 	if np == "/" || np == "/Users" || np == "/Shared" {
 		return nil, api.InvalidParam("%s cannot be deleted.", np)
 	}
+	caller := principal.MustFrom(ctx)
 	var blobs []string
 	_, err = s.Store.Update(ctx, func(tx store.Tx) error {
 		blobs = nil
@@ -184,8 +189,15 @@ func (s *Service) delete(ctx context.Context, req *api.Request) (any, error) {
 		default:
 			req.SetAction("workspace", "fileDelete")
 		}
-		if err := s.check(tx, principal.MustFrom(ctx), o, permissions.CanManage); err != nil {
+		// Databricks' folder ACLs give "create, import and delete items" to
+		// CAN_EDIT; a folder's grants reach everything below it, so one check
+		// on the object covers a recursive delete.
+		if err := s.check(tx, caller, o, permissions.CanEdit); err != nil {
 			return err
+		}
+		// A user manages their home but may not remove it.
+		if dir, _ := fspath.Split(np); dir == "/Users" && !caller.Admin {
+			return api.Denied("%s is a home folder: only an admin can delete it.", np)
 		}
 		all, err := collect(tx, o)
 		if err != nil {

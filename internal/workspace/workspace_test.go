@@ -4,17 +4,23 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 
+	"github.com/databricks/databricks-sdk-go"
 	"github.com/databricks/databricks-sdk-go/apierr"
 	"github.com/databricks/databricks-sdk-go/service/workspace"
 
+	"github.com/tandemdata/tandem/internal/permissions"
 	"github.com/tandemdata/tandem/internal/server/servertest"
 	"github.com/tandemdata/tandem/internal/storage"
+	"github.com/tandemdata/tandem/internal/store"
 )
 
 var ctx = context.Background()
@@ -262,12 +268,231 @@ func TestWorkspacePermissions(t *testing.T) {
 	if _, err := wa.Workspace.GetPermissions(ctx, workspace.GetWorkspaceObjectPermissionsRequest{WorkspaceObjectType: "notebooks", WorkspaceObjectId: fmt.Sprint(pf.ObjectId)}); !errors.Is(err, apierr.ErrNotFound) {
 		t.Errorf("file id as a notebook: %v", err)
 	}
-	// Deleting needs CAN_MANAGE; admins may do everything.
+	// Deleting needs CAN_EDIT; admins may do everything.
 	if err := wb.Workspace.Delete(ctx, workspace.Delete{Path: "/Users/ann@example.com/proj/p.txt"}); !errors.Is(err, apierr.ErrPermissionDenied) {
 		t.Errorf("bob deletes with CAN_READ: %v", err)
 	}
 	if err := admin.Workspace.Delete(ctx, workspace.Delete{Path: "/Users/ann@example.com/proj", Recursive: true}); err != nil {
 		t.Errorf("admin delete: %v", err)
+	}
+}
+
+// TestWorkspacePermissionMatrix walks what a non-admin may do in their own
+// home, in someone else's, in /Shared, and under grants of each level.
+func TestWorkspacePermissionMatrix(t *testing.T) {
+	srv := servertest.Start(t)
+	admin := srv.SDK(srv.AdminToken)
+	ann := srv.NewUser("ann@example.com", false)
+	bob := srv.NewUser("bob@example.com", false)
+	users := map[string]*databricks.WorkspaceClient{"admin": admin, "ann": srv.SDK(ann.Token), "bob": srv.SDK(bob.Token)}
+	home := "/Users/ann@example.com"
+	// Ann's folders: one for each level she grants Bob, and one she does not share.
+	status := map[string]workspace.ObjectInfo{}
+	for _, d := range []string{"private", "read", "run", "edit", "manage"} {
+		if err := users["ann"].Workspace.MkdirsByPath(ctx, home+"/"+d+"/sub"); err != nil {
+			t.Fatal(err)
+		}
+		if err := users["ann"].Workspace.WriteFile(ctx, home+"/"+d+"/sub/f.txt", []byte(d)); err != nil {
+			t.Fatal(err)
+		}
+		st, err := users["ann"].Workspace.GetStatusByPath(ctx, home+"/"+d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		status[d] = *st
+		if d == "private" {
+			continue
+		}
+		_, err = users["ann"].Workspace.UpdatePermissions(ctx, workspace.WorkspaceObjectPermissionsRequest{WorkspaceObjectType: "directories",
+			WorkspaceObjectId: fmt.Sprint(st.ObjectId), AccessControlList: []workspace.WorkspaceObjectAccessControlRequest{
+				{UserName: bob.UserName, PermissionLevel: workspace.WorkspaceObjectPermissionLevel("CAN_" + strings.ToUpper(d))}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := admin.Workspace.MkdirsByPath(ctx, "/Projects"); err != nil {
+		t.Fatal(err)
+	}
+
+	read := func(w *databricks.WorkspaceClient, p string) error {
+		_, err := w.Workspace.ReadFile(ctx, p)
+		return err
+	}
+	list := func(w *databricks.WorkspaceClient, p string) error {
+		_, err := w.Workspace.ListAll(ctx, workspace.ListWorkspaceRequest{Path: p})
+		return err
+	}
+	status2 := func(w *databricks.WorkspaceClient, p string) error {
+		_, err := w.Workspace.GetStatusByPath(ctx, p)
+		return err
+	}
+	write := func(w *databricks.WorkspaceClient, p string) error { return w.Workspace.WriteFile(ctx, p, []byte("x")) }
+	mkdir := func(w *databricks.WorkspaceClient, p string) error { return w.Workspace.MkdirsByPath(ctx, p) }
+	del := func(w *databricks.WorkspaceClient, p string) error {
+		return w.Workspace.Delete(ctx, workspace.Delete{Path: p, Recursive: true})
+	}
+	type op func(*databricks.WorkspaceClient, string) error
+	cases := []struct {
+		who, what string
+		do        op
+		path      string
+		allowed   bool
+	}{
+		// Her own home: everything but removing the home itself.
+		{"ann", "list", list, home, true},
+		{"ann", "read", read, home + "/private/sub/f.txt", true},
+		{"ann", "write", write, home + "/new.txt", true},
+		{"ann", "overwrite", write, home + "/private/sub/f.txt", true},
+		{"ann", "mkdirs", mkdir, home + "/a/b", true},
+		{"ann", "delete", del, home + "/a", true},
+		{"ann", "delete her home", del, home, false},
+		// Someone else's home: nothing.
+		{"bob", "get-status", status2, home, false},
+		{"bob", "list", list, home, false},
+		{"bob", "read", read, home + "/private/sub/f.txt", false},
+		{"bob", "write", write, home + "/bob.txt", false},
+		{"bob", "mkdirs", mkdir, home + "/bob", false},
+		{"bob", "delete", del, home + "/private", false},
+		// The root: admins create folders there.
+		{"bob", "mkdirs at the root", mkdir, "/Mine", false},
+		{"admin", "mkdirs at the root", mkdir, "/Theirs", true},
+		// /Shared belongs to the users group.
+		{"bob", "write in /Shared", write, "/Shared/bob.txt", true},
+		{"bob", "mkdirs in /Shared", mkdir, "/Shared/bob/x", true},
+		{"bob", "read in /Shared", read, "/Shared/bob.txt", true},
+		{"bob", "delete in /Shared", del, "/Shared/bob", true},
+		// Grants on a folder reach what is below it.
+		{"bob", "CAN_READ: list", list, home + "/read/sub", true},
+		{"bob", "CAN_READ: read", read, home + "/read/sub/f.txt", true},
+		{"bob", "CAN_READ: write", write, home + "/read/sub/g.txt", false},
+		{"bob", "CAN_READ: overwrite", write, home + "/read/sub/f.txt", false},
+		{"bob", "CAN_READ: mkdirs", mkdir, home + "/read/new", false},
+		{"bob", "CAN_READ: delete", del, home + "/read/sub/f.txt", false},
+		{"bob", "CAN_RUN: read", read, home + "/run/sub/f.txt", true},
+		{"bob", "CAN_RUN: write", write, home + "/run/sub/g.txt", false},
+		{"bob", "CAN_RUN: delete", del, home + "/run/sub", false},
+		{"bob", "CAN_EDIT: write", write, home + "/edit/sub/g.txt", true},
+		{"bob", "CAN_EDIT: overwrite", write, home + "/edit/sub/f.txt", true},
+		{"bob", "CAN_EDIT: mkdirs", mkdir, home + "/edit/new/deeper", true},
+		{"bob", "CAN_EDIT: delete", del, home + "/edit/sub", true},
+		{"bob", "CAN_MANAGE: delete", del, home + "/manage/sub", true},
+		// Admins pass every check, in any home.
+		{"admin", "read", read, home + "/private/sub/f.txt", true},
+		{"admin", "delete a home", del, "/Users/bob@example.com", true},
+	}
+	for _, c := range cases {
+		err := c.do(users[c.who], c.path)
+		switch {
+		case c.allowed && err != nil:
+			t.Errorf("%s %s %s: %v", c.who, c.what, c.path, err)
+		case !c.allowed && !errors.Is(err, apierr.ErrPermissionDenied):
+			t.Errorf("%s %s %s: %v, want PERMISSION_DENIED", c.who, c.what, c.path, err)
+		}
+	}
+
+	// Listing the root and /Users works for everyone and shows what each can read.
+	names := func(who, p string) []string {
+		objs, err := users[who].Workspace.ListAll(ctx, workspace.ListWorkspaceRequest{Path: p})
+		if err != nil {
+			t.Fatalf("%s lists %s: %v", who, p, err)
+		}
+		var out []string
+		for _, o := range objs {
+			out = append(out, o.Path)
+		}
+		sort.Strings(out)
+		return out
+	}
+	if got, want := names("bob", "/"), []string{"/Shared", "/Users"}; !slices.Equal(got, want) {
+		t.Errorf("bob lists /: %v, want %v", got, want)
+	}
+	if got, want := names("admin", "/"), []string{"/Projects", "/Shared", "/Theirs", "/Users"}; !slices.Equal(got, want) {
+		t.Errorf("admin lists /: %v, want %v", got, want)
+	}
+	if got, want := names("ann", "/Users"), []string{home}; !slices.Equal(got, want) {
+		t.Errorf("ann lists /Users: %v, want %v", got, want)
+	}
+
+	// The Permissions API shows Bob's grant on the folder inherited by what is below it.
+	sub, err := users["ann"].Workspace.GetStatusByPath(ctx, home+"/read/sub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := srv.Do(ann.Token, "GET", fmt.Sprintf("/api/2.0/permissions/directories/%d", sub.ObjectId), nil)
+	var perms struct {
+		ObjectID string `json:"object_id"`
+		ACL      []struct {
+			UserName string `json:"user_name"`
+			All      []struct {
+				Level     string   `json:"permission_level"`
+				Inherited bool     `json:"inherited"`
+				From      []string `json:"inherited_from_object"`
+			} `json:"all_permissions"`
+		} `json:"access_control_list"`
+	}
+	if err := json.Unmarshal(r.Body, &perms); err != nil || r.Status != 200 {
+		t.Fatalf("permissions of a subfolder: %d %s", r.Status, r.Body)
+	}
+	found := false
+	for _, a := range perms.ACL {
+		for _, p := range a.All {
+			if a.UserName == bob.UserName && p.Level == "CAN_READ" && p.Inherited &&
+				slices.Equal(p.From, []string{fmt.Sprintf("/directories/%d", status["read"].ObjectId)}) {
+				found = true
+			}
+		}
+	}
+	if perms.ObjectID != fmt.Sprintf("/directories/%d", sub.ObjectId) || !found {
+		t.Errorf("permissions of a subfolder: %s", r.Body)
+	}
+	// An id names one object of one type: a folder is not a notebook, a
+	// notebook is not a folder.
+	if r := srv.Do(ann.Token, "GET", fmt.Sprintf("/api/2.0/permissions/notebooks/%d", sub.ObjectId), nil); r.Status != 404 {
+		t.Errorf("a folder's id as a notebook: %d %s", r.Status, r.Body)
+	}
+	err = users["ann"].Workspace.Import(ctx, workspace.Import{Path: home + "/nb", Language: workspace.LanguageSql, Content: "c2VsZWN0IDE="})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb, _ := users["ann"].Workspace.GetStatusByPath(ctx, home+"/nb")
+	if r := srv.Do(ann.Token, "GET", fmt.Sprintf("/api/2.0/permissions/directories/%d", nb.ObjectId), nil); r.Status != 404 {
+		t.Errorf("a notebook's id as a folder: %d %s", r.Status, r.Body)
+	}
+	if r := srv.Do(ann.Token, "GET", fmt.Sprintf("/api/2.0/permissions/notebooks/%d", nb.ObjectId), nil); r.Status != 200 {
+		t.Errorf("a notebook's permissions: %d %s", r.Status, r.Body)
+	}
+
+	// Deleting a folder removes its ACL and those of what was in it, in the
+	// same change.
+	f, err := users["ann"].Workspace.GetStatusByPath(ctx, home+"/read/sub/f.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acls := map[string]string{"directories": fmt.Sprint(status["read"].ObjectId), "files": fmt.Sprint(f.ObjectId)}
+	grants := func() (n int) {
+		err := srv.Store.View(ctx, func(tx store.Tx) error {
+			for typ, id := range acls {
+				gs, err := permissions.Grants(tx, typ, id)
+				if err != nil {
+					return err
+				}
+				n += len(gs)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := grants(); n != 3 {
+		t.Fatalf("%d grants before the delete, want Ann's (creator) and Bob's on the folder and Ann's on her file", n)
+	}
+	if err := users["ann"].Workspace.Delete(ctx, workspace.Delete{Path: home + "/read", Recursive: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n := grants(); n != 0 {
+		t.Errorf("%d grants left after the delete", n)
 	}
 }
 
