@@ -35,10 +35,15 @@ func (s *Service) Routes() []api.Route {
 		r("POST /api/2.0/workspace/mkdirs", "mkdirs", s.mkdirsHandler),
 		r("POST /api/2.0/workspace/delete", "delete", s.delete),
 	}
-	imp := r("POST /api/2.0/workspace/import", "importNotebook", s.importHandler)
-	imp.MaxBody, imp.Drop = importBodyLimit, []string{"content"}
+	// Imports are notebook/importNotebook in Databricks' audit log, or
+	// workspace/fileCreate once the handler knows it made a file.
+	imp := api.Route{Pattern: "POST /api/2.0/workspace/import", Category: "notebook", Action: "importNotebook", Handler: s.importHandler,
+		MaxBody: importBodyLimit, Drop: []string{"content"}}
+	// The body is the file itself, read by the handler: were it buffered, a
+	// JSON file's fields would be taken for request fields in the audit
+	// record.
 	file := r("POST /api/2.0/workspace-files/import-file/{path...}", "fileCreate", s.importFile)
-	file.MaxBody = MaxContent + 1
+	file.Stream = true
 	return append(routes, imp, file)
 }
 
@@ -251,6 +256,14 @@ func (s *Service) importHandler(ctx context.Context, req *api.Request) (any, err
 			return nil, err
 		}
 		req.SetAuditParam("path", r.Path)
+		for k, v := range map[string]string{"format": r.Format, "language": r.Language} {
+			if v != "" {
+				req.SetAuditParam(k, v)
+			}
+		}
+		if r.Overwrite {
+			req.SetAuditParam("overwrite", "true")
+		}
 	} else {
 		if err := req.Decode(&r); err != nil {
 			return nil, err
@@ -384,9 +397,13 @@ func (s *Service) importFile(ctx context.Context, req *api.Request) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	content := req.Body()
+	req.SetAuditParam("path", np)
+	content, err := io.ReadAll(io.LimitReader(req.HTTP.Body, MaxContent+1))
+	if err != nil {
+		return nil, api.Errorf(api.MalformedRequest, "Could not read the request body: %v", err)
+	}
 	if len(content) > MaxContent {
-		return nil, api.Errorf(api.MaxNotebookSizeExceeded, "The content is %d bytes; the limit is %d.", len(content), MaxContent)
+		return nil, api.Errorf(api.MaxNotebookSizeExceeded, "The content is larger than the %d-byte limit.", MaxContent)
 	}
 	overwrite, _ := strconv.ParseBool(req.HTTP.URL.Query().Get("overwrite"))
 	o, stored, err := decideImport(np, "AUTO", "", content)

@@ -141,6 +141,8 @@ func TestBadWorkspaceInputIsRefused(t *testing.T) {
 		{"missing parent", "POST", "/api/2.0/workspace/import", map[string]any{"path": "/Shared/no/x", "language": "PYTHON", "content": "eA=="}, 404, "RESOURCE_DOES_NOT_EXIST"},
 		{"too big", "POST", "/api/2.0/workspace/import", map[string]any{"path": "/Shared/big", "format": "RAW",
 			"content": base64.StdEncoding.EncodeToString(make([]byte, 10<<20+1))}, 400, "MAX_NOTEBOOK_SIZE_EXCEEDED"},
+		{"too big file", "POST", "/api/2.0/workspace-files/import-file/Shared/big.bin", strings.Repeat("x", 10<<20+1), 400, "MAX_NOTEBOOK_SIZE_EXCEEDED"},
+		{"far too big file", "POST", "/api/2.0/workspace-files/import-file/Shared/big.bin", strings.Repeat("x", 30<<20), 400, "MAX_NOTEBOOK_SIZE_EXCEEDED"},
 		{"delete root", "POST", "/api/2.0/workspace/delete", map[string]any{"path": "/", "recursive": true}, 400, "INVALID_PARAMETER_VALUE"},
 		{"wrong type", "POST", "/api/2.0/workspace/delete", map[string]any{"path": "/Shared", "recursive": "yes"}, 400, "MALFORMED_REQUEST"},
 	}
@@ -517,5 +519,71 @@ func TestReplacedAndDeletedContentsLeaveTheStorageAccount(t *testing.T) {
 	w.Workspace.Delete(ctx, workspace.Delete{Path: "/Shared/x.bin"})
 	if n := blobs(); n != 0 {
 		t.Errorf("%d blobs after delete, want 0", n)
+	}
+}
+
+// TestWorkspaceAuditRecords checks each call's category and action as
+// Databricks' audit log names them, and that no content reaches
+// requestParams, whichever way it was sent.
+func TestWorkspaceAuditRecords(t *testing.T) {
+	srv := servertest.Start(t)
+	w := srv.SDK(srv.AdminToken)
+	start := srv.Journal.End()
+	const secret = "c2VjcmV0LWNvbnRlbnRz" // base64 of the contents that must not be logged
+	type auditedCall struct {
+		method, path     string
+		body             any
+		category, action string
+	}
+	calls := []auditedCall{
+		{"POST", "/api/2.0/workspace/mkdirs", map[string]string{"path": "/Shared/a"}, "workspace", "mkdirs"},
+		{"POST", "/api/2.0/workspace/import", map[string]any{"path": "/Shared/a/nb", "language": "PYTHON", "content": secret}, "notebook", "importNotebook"},
+		{"POST", "/api/2.0/workspace/import", map[string]any{"path": "/Shared/a/f.bin", "format": "RAW", "content": secret}, "workspace", "fileCreate"},
+		{"POST", "/api/2.0/workspace-files/import-file/Shared/a/conf.json", `{"db_password_hint": "secret-contents"}`, "workspace", "fileCreate"},
+		{"POST", "/api/2.0/workspace-files/import-file/Shared/a/nb2.py", "# Databricks notebook source\nsecret-contents", "notebook", "importNotebook"},
+		{"GET", "/api/2.0/workspace/export?path=/Shared/a/nb", nil, "workspace", "workspaceExport"},
+		{"GET", "/api/2.0/workspace/get-status?path=/Shared/a/nb&return_export_info=true", nil, "workspace", "getStatus"},
+		{"GET", "/api/2.0/workspace/list?path=/Shared/a", nil, "workspace", "list"},
+		{"POST", "/api/2.0/workspace/delete", map[string]any{"path": "/Shared/a/nb"}, "notebook", "deleteNotebook"},
+		{"POST", "/api/2.0/workspace/delete", map[string]any{"path": "/Shared/a/f.bin"}, "workspace", "fileDelete"},
+	}
+	for _, c := range calls {
+		if r := srv.Do(srv.AdminToken, c.method, c.path, c.body); r.Status != 200 {
+			t.Fatalf("%s %s: %d %s", c.method, c.path, r.Status, r.Body)
+		}
+	}
+	// The SDK's multipart upload.
+	if err := w.Workspace.Upload(ctx, "/Shared/a/up.py", strings.NewReader("secret-contents"), workspace.UploadOverwrite()); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Workspace.Delete(ctx, workspace.Delete{Path: "/Shared/a", Recursive: true}); err != nil {
+		t.Fatal(err)
+	}
+	calls = append(calls,
+		auditedCall{"POST", "/api/2.0/workspace/import", nil, "notebook", "importNotebook"},
+		auditedCall{"POST", "/api/2.0/workspace/delete", nil, "notebook", "deleteFolder"})
+
+	recs, _, err := srv.Journal.Read(start, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != len(calls) {
+		t.Fatalf("%d audit records for %d calls", len(recs), len(calls))
+	}
+	for i, rec := range recs {
+		c := calls[i]
+		if rec.Category != c.category || rec.Properties.ActionName != c.action {
+			t.Errorf("%s %s: audited as %s/%s, want %s/%s", c.method, c.path, rec.Category, rec.Properties.ActionName, c.category, c.action)
+		}
+		if rec.Properties.RequestParams["path"] == "" {
+			t.Errorf("%s %s: no path in %v", c.method, c.path, rec.Properties.RequestParams)
+		}
+		b, _ := json.Marshal(rec)
+		if strings.Contains(string(b), secret) || strings.Contains(string(b), "secret-contents") || strings.Contains(string(b), "db_password_hint") {
+			t.Errorf("%s %s: contents in the audit record: %s", c.method, c.path, b)
+		}
+	}
+	if got := recs[10].Properties.RequestParams; got["path"] != "/Shared/a/up.py" || got["overwrite"] != "true" || got["language"] != "PYTHON" {
+		t.Errorf("multipart upload's requestParams: %v", got)
 	}
 }
