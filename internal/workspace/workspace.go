@@ -365,70 +365,85 @@ func (s *Service) ReadFile(ctx context.Context, p principal.Principal, path stri
 // replaced blob is deleted after the commit. A crash leaves at most an
 // unreferenced blob, which the sweeper removes.
 func (s *Service) put(ctx context.Context, p principal.Principal, o Object, content []byte, overwrite bool) (Object, error) {
-	blob, err := storage.PutBlob(ctx, s.Storage, blobPrefix, bytes.NewReader(content))
-	if err != nil {
-		return o, fmt.Errorf("store contents of %s: %w", o.Path, err)
-	}
-	var old storage.Blob
-	committed := false
-	defer func() {
-		if !committed {
-			s.Storage.Delete(context.WithoutCancel(ctx), blob.Name)
-		}
-	}()
-	_, err = s.Store.Update(ctx, func(tx store.Tx) error {
-		now := tx.Now().UnixMilli()
-		old = storage.Blob{}
-		dir, _ := fspath.Split(o.Path)
-		parent, err := get(tx, dir)
-		if errors.Is(err, store.ErrNotFound) {
-			return api.NotFound("The parent folder (%s) does not exist.", dir)
-		}
-		if err != nil {
-			return err
-		}
-		if parent.ObjectType != Directory {
-			return api.InvalidParam("The parent (%s) is not a folder.", dir)
-		}
-		existing, err := get(tx, o.Path)
-		switch {
-		case err == nil:
-			if !overwrite {
-				return alreadyExists("Path (%s) already exists.", o.Path)
-			}
-			if existing.ObjectType == Directory {
-				return alreadyExists("Path (%s) already exists and is a directory.", o.Path)
-			}
-			if err := s.check(tx, p, existing, permissions.CanEdit); err != nil {
-				return err
-			}
-			old = existing.Blob
-			existing.ObjectType, existing.Language, existing.Blob, existing.ModifiedAt = o.ObjectType, o.Language, blob, now
-			if err := store.Put(tx, kindObject, objectKey(o.Path), existing); err != nil {
-				return err
-			}
-			o = existing
-			return nil
-		case !errors.Is(err, store.ErrNotFound):
-			return err
-		}
-		if err := s.check(tx, p, parent, permissions.CanEdit); err != nil {
-			return err
-		}
-		o.Blob = blob
-		o, err = s.create(tx, p, o, now)
+	// Refuse what the transaction would refuse before writing any contents:
+	// a caller without the permission cannot make the region store 10 MB.
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		_, err := s.admit(tx, p, o.Path, overwrite)
 		return err
 	})
 	if err != nil {
 		return o, err
 	}
-	committed = true
+	blob, err := storage.PutBlob(ctx, s.Storage, blobPrefix, bytes.NewReader(content))
+	if err != nil {
+		return o, fmt.Errorf("store contents of %s: %w", o.Path, err)
+	}
+	var out Object
+	var old storage.Blob
+	_, err = s.Store.Update(ctx, func(tx store.Tx) error {
+		now := tx.Now().UnixMilli()
+		old = storage.Blob{}
+		existing, err := s.admit(tx, p, o.Path, overwrite)
+		if err != nil {
+			return err
+		}
+		if existing != nil {
+			out = *existing
+			old = out.Blob
+			out.ObjectType, out.Language, out.Blob, out.ModifiedAt = o.ObjectType, o.Language, blob, now
+			return store.Put(tx, kindObject, objectKey(o.Path), out)
+		}
+		n := o
+		n.Blob = blob
+		out, err = s.create(tx, p, n, now)
+		return err
+	})
+	if err != nil {
+		// A refusal (an API error from the transaction) committed nothing,
+		// so the new contents can go. Any other error may have come after
+		// the commit (a connection lost while committing): the blob may be
+		// referenced, and the sweeper decides from the metadata.
+		var refused *api.Error
+		if errors.As(err, &refused) {
+			s.Storage.Delete(context.WithoutCancel(ctx), blob.Name)
+		}
+		return o, err
+	}
 	if old.Name != "" {
 		if err := s.Storage.Delete(ctx, old.Name); err != nil {
 			s.Log.Warn("delete replaced contents", "path", o.Path, "err", err)
 		}
 	}
-	return o, nil
+	return out, nil
+}
+
+// admit checks that p may put an object at path: its parent folder exists
+// and p holds CAN_EDIT on it, or, with overwrite, on the file or notebook
+// it replaces, which it returns.
+func (s *Service) admit(tx store.Tx, p principal.Principal, path string, overwrite bool) (*Object, error) {
+	dir, _ := fspath.Split(path)
+	parent, err := get(tx, dir)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, api.NotFound("The parent folder (%s) does not exist.", dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if parent.ObjectType != Directory {
+		return nil, api.InvalidParam("The parent (%s) is not a folder.", dir)
+	}
+	existing, err := get(tx, path)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, s.check(tx, p, parent, permissions.CanEdit)
+	case err != nil:
+		return nil, err
+	case !overwrite:
+		return nil, alreadyExists("Path (%s) already exists.", path)
+	case existing.ObjectType == Directory:
+		return nil, alreadyExists("Path (%s) already exists and is a directory.", path)
+	}
+	return &existing, s.check(tx, p, existing, permissions.CanEdit)
 }
 
 // Run sweeps contents that no object references (left by a crash between

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/databricks/databricks-sdk-go"
@@ -18,6 +19,7 @@ import (
 	"github.com/databricks/databricks-sdk-go/service/workspace"
 
 	"github.com/tandemdata/tandem/internal/permissions"
+	"github.com/tandemdata/tandem/internal/server"
 	"github.com/tandemdata/tandem/internal/server/servertest"
 	"github.com/tandemdata/tandem/internal/storage"
 	"github.com/tandemdata/tandem/internal/store"
@@ -585,5 +587,84 @@ func TestWorkspaceAuditRecords(t *testing.T) {
 	}
 	if got := recs[10].Properties.RequestParams; got["path"] != "/Shared/a/up.py" || got["overwrite"] != "true" || got["language"] != "PYTHON" {
 		t.Errorf("multipart upload's requestParams: %v", got)
+	}
+}
+
+// countingBackend counts the contents written to the storage account.
+type countingBackend struct {
+	storage.Backend
+	puts atomic.Int64
+}
+
+func (b *countingBackend) Put(ctx context.Context, name string, r io.Reader) error {
+	b.puts.Add(1)
+	return b.Backend.Put(ctx, name, r)
+}
+
+func TestRefusedImportsWriteNoContents(t *testing.T) {
+	counter := &countingBackend{}
+	srv := servertest.Start(t, servertest.WithSetup(func(s *server.Server) {
+		counter.Backend = s.Workspace.Storage
+		s.Workspace.Storage = counter
+	}))
+	bob := srv.NewUser("bob@example.com", false)
+	big := base64.StdEncoding.EncodeToString(make([]byte, 1<<20))
+	for _, c := range []struct {
+		token, path string
+		status      int
+	}{
+		{bob.Token, "/Users/admin@tandem.local/x", 403},
+		{srv.AdminToken, "/Shared/missing/x", 404},
+		{srv.AdminToken, "/Users", 400},
+	} {
+		r := srv.Do(c.token, "POST", "/api/2.0/workspace/import", map[string]any{"path": c.path, "format": "RAW", "content": big})
+		if r.Status != c.status {
+			t.Errorf("import to %s: %d %s", c.path, r.Status, r.Body)
+		}
+	}
+	if n := counter.puts.Load(); n != 0 {
+		t.Errorf("%d blobs written for refused imports", n)
+	}
+	if r := srv.Do(bob.Token, "POST", "/api/2.0/workspace/import", map[string]any{"path": "/Shared/x", "format": "RAW", "content": big}); r.Status != 200 {
+		t.Fatalf("import: %d %s", r.Status, r.Body)
+	}
+	if n := counter.puts.Load(); n != 1 {
+		t.Errorf("%d blobs written for one import", n)
+	}
+}
+
+// lostAckStore commits and then reports an error, as a connection lost
+// while committing does.
+type lostAckStore struct {
+	store.Store
+	lose atomic.Bool
+}
+
+func (s *lostAckStore) Update(ctx context.Context, fn func(store.Tx) error) (int64, error) {
+	seq, err := s.Store.Update(ctx, fn)
+	if err == nil && s.lose.Load() {
+		return seq, errors.New("connection lost while committing")
+	}
+	return seq, err
+}
+
+// TestImportWhoseCommitIsUnknownKeepsItsContents: when an import cannot
+// tell whether its metadata committed, it must not delete the contents that
+// metadata may name.
+func TestImportWhoseCommitIsUnknownKeepsItsContents(t *testing.T) {
+	lost := &lostAckStore{}
+	srv := servertest.Start(t, servertest.WithSetup(func(s *server.Server) {
+		lost.Store = s.Workspace.Store
+		s.Workspace.Store = lost
+	}))
+	w := srv.SDK(srv.AdminToken)
+	lost.lose.Store(true)
+	r := srv.Do(srv.AdminToken, "POST", "/api/2.0/workspace/import", map[string]any{"path": "/Shared/x.txt", "format": "RAW", "content": "aGVsbG8="})
+	if r.Status != 500 {
+		t.Fatalf("import with a lost commit: %d %s", r.Status, r.Body)
+	}
+	lost.lose.Store(false)
+	if b, err := w.Workspace.ReadFile(ctx, "/Shared/x.txt"); err != nil || string(b) != "hello" {
+		t.Errorf("the committed file: %q %v", b, err)
 	}
 }
