@@ -208,3 +208,44 @@ func TestDecideImport(t *testing.T) {
 		})
 	}
 }
+
+func TestExportAs(t *testing.T) {
+	nb := Object{Path: "/a/nb", ObjectType: Notebook, Language: SQL}
+	file := Object{Path: "/a/data.csv", ObjectType: File}
+	dir := Object{Path: "/a", ObjectType: Directory}
+	cases := []struct {
+		name   string
+		o      Object
+		format string
+		want   string
+		err    string
+	}{
+		{"notebook by default", nb, "", "SOURCE", ""},
+		{"notebook SOURCE", nb, "SOURCE", "SOURCE", ""},
+		{"notebook AUTO", nb, "AUTO", "SOURCE", ""},
+		{"notebook JUPYTER", nb, "JUPYTER", "JUPYTER", ""},
+		{"notebook lower case", nb, "jupyter", "JUPYTER", ""},
+		{"notebook RAW", nb, "RAW", "", "RAW is for files"},
+		{"file by default", file, "", "RAW", ""},
+		{"file SOURCE", file, "SOURCE", "RAW", ""},
+		{"file AUTO", file, "AUTO", "RAW", ""},
+		{"file RAW", file, "RAW", "RAW", ""},
+		{"file JUPYTER", file, "JUPYTER", "", "not a notebook"},
+		{"folder", dir, "SOURCE", "", "is a folder"},
+		{"HTML", nb, "HTML", "", "not supported by Tandem"},
+		{"DBC", dir, "DBC", "", "not supported by Tandem"},
+		{"unknown", file, "ZIP", "", "Unknown export format"},
+	}
+	for _, c := range cases {
+		got, err := exportAs(c.o, c.format)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: %q, %v; want an error with %q", c.name, got, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%s: %q, %v; want %q", c.name, got, err, c.want)
+		}
+	}
+}

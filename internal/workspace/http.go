@@ -435,6 +435,36 @@ func (s *Service) isNotebook(ctx context.Context, p string) bool {
 	return err == nil && o.ObjectType == Notebook
 }
 
+// exportAs decides how an object is exported, before its contents are
+// read: a notebook as SOURCE (also for AUTO) or JUPYTER text, a file as RAW
+// bytes (also for SOURCE and AUTO). It is pure.
+func exportAs(o Object, format string) (string, error) {
+	f := strings.ToUpper(format)
+	switch f {
+	case "", "SOURCE", "AUTO", "JUPYTER", "RAW":
+	case "HTML", "DBC", "R_MARKDOWN":
+		return "", api.InvalidParam("Export format %s is not supported by Tandem; use SOURCE, JUPYTER, AUTO or RAW.", f)
+	default:
+		return "", api.InvalidParam("Unknown export format %q; use SOURCE, JUPYTER, AUTO or RAW.", format)
+	}
+	switch o.ObjectType {
+	case Directory:
+		return "", api.InvalidParam("%s is a folder; Tandem exports folders object by object (DBC archives are not supported).", o.Path)
+	case Notebook:
+		switch f {
+		case "JUPYTER":
+			return "JUPYTER", nil
+		case "RAW":
+			return "", api.InvalidParam("%s is a notebook: export it as SOURCE, JUPYTER or AUTO (RAW is for files).", o.Path)
+		}
+		return "SOURCE", nil
+	}
+	if f == "JUPYTER" {
+		return "", api.InvalidParam("%s is a file, not a notebook: export it with format SOURCE, AUTO or RAW.", o.Path)
+	}
+	return "RAW", nil
+}
+
 func (s *Service) export(ctx context.Context, req *api.Request) (any, error) {
 	var r pathRequest
 	if err := req.Decode(&r); err != nil {
@@ -449,30 +479,24 @@ func (s *Service) export(ctx context.Context, req *api.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	format := strings.ToUpper(r.Format)
-	if o.ObjectType == Directory {
-		return nil, api.InvalidParam("%s is a folder; Tandem exports folders object by object (DBC archives are not supported).", o.Path)
+	format, err := exportAs(o, r.Format)
+	if err != nil {
+		return nil, err
 	}
 	b, err := s.content(ctx, o)
 	if err != nil {
 		return nil, err
 	}
 	fileType := strings.TrimPrefix(path.Ext(o.Path), ".")
-	if o.ObjectType == Notebook {
-		switch format {
-		case "", "SOURCE", "AUTO":
-			fileType = Extension(o.Language)
-		case "JUPYTER":
-			_, name := fspath.Split(o.Path)
-			if b, err = RenderJupyter(ParseSource(b, o.Language), o.Language, name); err != nil {
-				return nil, err
-			}
-			fileType = "ipynb"
-		default:
-			return nil, api.InvalidParam("Export format %s is not supported by Tandem; use SOURCE, JUPYTER or AUTO.", r.Format)
+	switch format {
+	case "SOURCE":
+		fileType = Extension(o.Language)
+	case "JUPYTER":
+		_, name := fspath.Split(o.Path)
+		if b, err = RenderJupyter(ParseSource(b, o.Language), o.Language, name); err != nil {
+			return nil, err
 		}
-	} else if format == "JUPYTER" {
-		return nil, api.InvalidParam("%s is a file, not a notebook: export it with format SOURCE, AUTO or RAW.", o.Path)
+		fileType = "ipynb"
 	}
 	if r.DirectDownload {
 		return &api.Raw{ContentType: "application/octet-stream", Body: b}, nil

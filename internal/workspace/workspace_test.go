@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/databricks/databricks-sdk-go"
 	"github.com/databricks/databricks-sdk-go/apierr"
@@ -666,5 +667,51 @@ func TestImportWhoseCommitIsUnknownKeepsItsContents(t *testing.T) {
 	lost.lose.Store(false)
 	if b, err := w.Workspace.ReadFile(ctx, "/Shared/x.txt"); err != nil || string(b) != "hello" {
 		t.Errorf("the committed file: %q %v", b, err)
+	}
+}
+
+func TestMissingHomesAreMadeAtStart(t *testing.T) {
+	dir := t.TempDir()
+	srv := servertest.Start(t, servertest.WithDataDir(dir))
+	bob := srv.NewUser("bob@example.com", false)
+	if err := srv.SDK(srv.AdminToken).Workspace.Delete(ctx, workspace.Delete{Path: "/Users/bob@example.com", Recursive: true}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+
+	srv = servertest.Start(t, servertest.WithDataDir(dir))
+	wb := srv.SDK(bob.Token)
+	st, err := wb.Workspace.GetStatusByPath(ctx, "/Users/bob@example.com")
+	if err != nil || st.ObjectType != workspace.ObjectTypeDirectory {
+		t.Fatalf("Bob's home after a restart: %+v %v", st, err)
+	}
+	if err := wb.Workspace.WriteFile(ctx, "/Users/bob@example.com/f.txt", []byte("x")); err != nil {
+		t.Errorf("Bob writes in his remade home: %v", err)
+	}
+}
+
+func TestListNotebooksModifiedAfter(t *testing.T) {
+	srv := servertest.Start(t)
+	w := srv.SDK(srv.AdminToken)
+	w.Workspace.MkdirsByPath(ctx, "/Shared/m/sub")
+	w.Workspace.WriteFile(ctx, "/Shared/m/f.txt", []byte("x"))
+	w.Workspace.Import(ctx, workspace.Import{Path: "/Shared/m/old", Language: workspace.LanguagePython, Content: "eA=="})
+	old, err := w.Workspace.GetStatusByPath(ctx, "/Shared/m/old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	w.Workspace.Import(ctx, workspace.Import{Path: "/Shared/m/new", Language: workspace.LanguagePython, Content: "eA=="})
+	objs, err := w.Workspace.ListAll(ctx, workspace.ListWorkspaceRequest{Path: "/Shared/m", NotebooksModifiedAfter: old.ModifiedAt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range objs {
+		got = append(got, o.Path)
+	}
+	sort.Strings(got)
+	if want := []string{"/Shared/m/f.txt", "/Shared/m/new", "/Shared/m/sub"}; !slices.Equal(got, want) {
+		t.Errorf("list after %d: %v, want %v", old.ModifiedAt, got, want)
 	}
 }
