@@ -391,6 +391,9 @@ func (s *Service) put(ctx context.Context, p principal.Principal, o Object, cont
 			out = *existing
 			old = out.Blob
 			out.ObjectType, out.Language, out.Blob, out.ModifiedAt = o.ObjectType, o.Language, blob, now
+			if err := moveACL(tx, *existing, out); err != nil {
+				return err
+			}
 			return store.Put(tx, kindObject, objectKey(o.Path), out)
 		}
 		n := o
@@ -415,6 +418,24 @@ func (s *Service) put(ctx context.Context, p principal.Principal, o Object, cont
 		}
 	}
 	return out, nil
+}
+
+// moveACL moves an object's grants when it changes type (a notebook
+// overwritten by a file keeps its id): ACLs are keyed by permission type.
+func moveACL(tx store.Tx, from, to Object) error {
+	ft, tt := permType(from.ObjectType), permType(to.ObjectType)
+	if ft == tt {
+		return nil
+	}
+	id := strconv.FormatInt(from.ObjectID, 10)
+	grants, err := permissions.Grants(tx, ft, id)
+	if err != nil || len(grants) == 0 {
+		return err
+	}
+	if err := permissions.Set(tx, tt, id, grants...); err != nil {
+		return err
+	}
+	return permissions.Delete(tx, ft, id)
 }
 
 // admit checks that p may put an object at path: its parent folder exists

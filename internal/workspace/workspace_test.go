@@ -715,3 +715,43 @@ func TestListNotebooksModifiedAfter(t *testing.T) {
 		t.Errorf("list after %d: %v, want %v", old.ModifiedAt, got, want)
 	}
 }
+
+// TestOverwriteWithAnotherTypeKeepsGrants: a notebook replaced by a file at
+// the same path (or the reverse) keeps its id, so its grants follow it.
+func TestOverwriteWithAnotherTypeKeepsGrants(t *testing.T) {
+	srv := servertest.Start(t)
+	admin := srv.SDK(srv.AdminToken)
+	bob := srv.NewUser("bob@example.com", false)
+	admin.Workspace.MkdirsByPath(ctx, "/Projects")
+	if err := admin.Workspace.Import(ctx, workspace.Import{Path: "/Projects/x", Language: workspace.LanguagePython, Content: "eA=="}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := admin.Workspace.GetStatusByPath(ctx, "/Projects/x")
+	_, err := admin.Workspace.UpdatePermissions(ctx, workspace.WorkspaceObjectPermissionsRequest{WorkspaceObjectType: "notebooks",
+		WorkspaceObjectId: fmt.Sprint(st.ObjectId), AccessControlList: []workspace.WorkspaceObjectAccessControlRequest{
+			{UserName: bob.UserName, PermissionLevel: workspace.WorkspaceObjectPermissionLevelCanRead}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb := srv.SDK(bob.Token)
+	for i, format := range []workspace.ImportFormat{workspace.ImportFormatRaw, workspace.ImportFormatSource} {
+		err := admin.Workspace.Import(ctx, workspace.Import{Path: "/Projects/x", Format: format, Language: workspace.LanguagePython, Content: "eQ==", Overwrite: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := wb.Workspace.Export(ctx, workspace.ExportRequest{Path: "/Projects/x"}); err != nil {
+			t.Errorf("step %d (%s): Bob's grant: %v", i, format, err)
+		}
+	}
+	n := 0
+	srv.Store.View(ctx, func(tx store.Tx) error {
+		for _, typ := range []string{"notebooks", "files"} {
+			gs, _ := permissions.Grants(tx, typ, fmt.Sprint(st.ObjectId))
+			n += len(gs)
+		}
+		return nil
+	})
+	if n != 1 {
+		t.Errorf("%d grants stored for the object, want Bob's alone", n)
+	}
+}
