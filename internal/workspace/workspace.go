@@ -108,6 +108,15 @@ type Service struct {
 	Perms   *permissions.Service
 	Storage storage.Backend
 	Log     *slog.Logger
+	// Now is the sweeper's clock (tests replace it); time.Now if nil.
+	Now func() time.Time
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 // permission type names per object type.
@@ -478,7 +487,7 @@ func (s *Service) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		n, err := s.sweep(ctx, time.Hour)
+		n, err := s.Sweep(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.Log.Error("sweep workspace contents", "err", err)
 		} else if n > 0 {
@@ -487,7 +496,12 @@ func (s *Service) Run(ctx context.Context) {
 	}
 }
 
-func (s *Service) sweep(ctx context.Context, grace time.Duration) (int, error) {
+// sweepGrace spares recent blobs: one may be written and not yet committed.
+const sweepGrace = time.Hour
+
+// Sweep deletes the contents no object references that are older than an
+// hour, and returns how many it deleted.
+func (s *Service) Sweep(ctx context.Context) (int, error) {
 	live := map[string]bool{}
 	err := s.Store.View(ctx, func(tx store.Tx) error {
 		return store.ScanPrefix(tx, kindObject, "", func(_ string, o Object) error {
@@ -500,7 +514,7 @@ func (s *Service) sweep(ctx context.Context, grace time.Duration) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return storage.Sweep(ctx, s.Storage, blobPrefix, grace, time.Now(), func(name string) (bool, error) { return live[name], nil })
+	return storage.Sweep(ctx, s.Storage, blobPrefix, sweepGrace, s.now(), func(name string) (bool, error) { return live[name], nil })
 }
 
 // collect returns an object and everything under it, parents before children.

@@ -755,3 +755,30 @@ func TestOverwriteWithAnotherTypeKeepsGrants(t *testing.T) {
 		t.Errorf("%d grants stored for the object, want Bob's alone", n)
 	}
 }
+
+// TestSweepRemovesOnlyOldOrphans: contents a crash left unreferenced go once
+// they are older than the grace; referenced and recent ones stay.
+func TestSweepRemovesOnlyOldOrphans(t *testing.T) {
+	srv := servertest.Start(t)
+	w := srv.SDK(srv.AdminToken)
+	if err := w.Workspace.WriteFile(ctx, "/Shared/live.txt", []byte("live")); err != nil {
+		t.Fatal(err)
+	}
+	orphan, err := storage.PutBlob(ctx, srv.Storage, "workspace/", strings.NewReader("left by a crash"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := srv.Workspace.Sweep(ctx); err != nil || n != 0 {
+		t.Fatalf("sweep within the grace: %d, %v", n, err)
+	}
+	srv.Workspace.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	if n, err := srv.Workspace.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("sweep after the grace: %d, %v", n, err)
+	}
+	if _, err := srv.Storage.Stat(ctx, orphan.Name); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("orphan still there: %v", err)
+	}
+	if b, err := w.Workspace.ReadFile(ctx, "/Shared/live.txt"); err != nil || string(b) != "live" {
+		t.Errorf("live file after the sweep: %q %v", b, err)
+	}
+}
