@@ -157,8 +157,18 @@ func TestBadWorkspaceInputIsRefused(t *testing.T) {
 			}
 		})
 	}
-	// mkdirs across a file.
+	// Importing under a missing folder creates nothing and says so in the
+	// words Terraform's provider matches ("parent folder ", " does not
+	// exist") before it makes the folder and retries.
 	w := srv.SDK(srv.AdminToken)
+	err := w.Workspace.Import(ctx, workspace.Import{Path: "/Shared/no/such/nb", Language: workspace.LanguagePython, Content: "eA=="})
+	if !errors.Is(err, apierr.ErrResourceDoesNotExist) || err.Error() != "The parent folder (/Shared/no/such) does not exist." {
+		t.Errorf("import under a missing folder: %v", err)
+	}
+	if _, err := w.Workspace.GetStatusByPath(ctx, "/Shared/no"); !errors.Is(err, apierr.ErrResourceDoesNotExist) {
+		t.Errorf("the missing folder was made: %v", err)
+	}
+	// mkdirs across a file.
 	w.Workspace.WriteFile(ctx, "/Shared/f.txt", []byte("x"))
 	if err := w.Workspace.MkdirsByPath(ctx, "/Shared/f.txt/sub"); !errors.Is(err, apierr.ErrResourceAlreadyExists) {
 		t.Errorf("mkdirs across a file: %v", err)
