@@ -253,9 +253,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 			p, id := folder()
 			return call{method: "POST", path: "/api/2.0/workspace-files/import-file" + p + "/f.txt", body: "hello", grant: grant("directories", id, "CAN_EDIT")}
 		}},
-		{"POST /api/2.0/workspace/delete", "CAN_MANAGE", func() call {
+		{"POST /api/2.0/workspace/delete", "CAN_EDIT", func() call {
 			p, id := folder()
-			return call{method: "POST", path: "/api/2.0/workspace/delete", body: map[string]any{"path": p, "recursive": true}, grant: grant("directories", id, "CAN_MANAGE")}
+			return call{method: "POST", path: "/api/2.0/workspace/delete", body: map[string]any{"path": p, "recursive": true}, grant: grant("directories", id, "CAN_EDIT")}
 		}},
 
 		// DBFS has no per-file access control, as in Databricks.
