@@ -17,11 +17,13 @@ import (
 //     waited at any tick. It shrinks by the share of nodes working: the
 //     cluster keeps as many workers as the busiest tick of the window kept
 //     working (ceil(running tasks / slots per worker)), never fewer than min.
-//   - It scales down a cluster that is not idle: it picks the workers that
-//     are cheapest to lose by their shuffle state (removalOrder: no live
-//     shuffle data first, then idle before busy). The caller decommissions
-//     them gracefully: they finish their tasks and migrate their shuffle
-//     blocks before they go, so no task fails.
+//   - It scales down a cluster that is not idle: the cluster may be busy,
+//     but only idle workers go (a busy worker's task may run for longer than
+//     any decommission deadline), chosen by the shuffle state they hold
+//     (removalOrder: workers without live shuffle data first, then those
+//     holding the least). The caller decommissions them gracefully: a
+//     worker's shuffle blocks are migrated to the others before it stops,
+//     so nothing is recomputed and no task fails.
 type optimized struct{ spec Spec }
 
 func (optimized) Name() string { return Optimized }
@@ -68,11 +70,22 @@ func (p optimized) Decide(s Snapshot, h History, now time.Time) Decision {
 	if target >= size {
 		return hold(s)
 	}
-	remove := pickForRemoval(s, now, size-target)
-	if len(remove) == 0 {
+	var idle []Worker
+	for _, w := range s.Workers {
+		if w.State == Running && w.Idle() {
+			idle = append(idle, w)
+		}
+	}
+	n := min(size-target, len(idle))
+	if n == 0 {
 		return hold(s)
 	}
-	return Decision{Target: size - len(remove), Remove: remove,
-		Reason: fmt.Sprintf("optimized: at most %d of %d workers' worth of tasks ran over the last %s (%d%% working); removing %d",
-			peak, size, window, 100*peak/size, len(remove))}
+	removalOrder(idle, now)
+	remove := make([]WorkerID, 0, n)
+	for _, w := range idle[:n] {
+		remove = append(remove, w.ID)
+	}
+	return Decision{Target: size - n, Remove: remove,
+		Reason: fmt.Sprintf("optimized: at most %d of %d workers' worth of tasks ran over the last %s (%d%% working); removing %d idle workers",
+			peak, size, window, 100*peak/size, n)}
 }
