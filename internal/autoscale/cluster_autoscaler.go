@@ -44,7 +44,7 @@ func (p clusterAutoscaler) Decide(s Snapshot, h History, now time.Time) Decision
 		extra := ceilDiv(s.PendingTasks-starting*slots, slots)
 		if extra > 0 && size < p.spec.MaxWorkers {
 			target := min(p.spec.MaxWorkers, size+extra)
-			return Decision{Target: target, Reason: fmt.Sprintf("cluster-autoscaler: %d tasks cannot be placed; adding %d workers", s.PendingTasks, target-size)}
+			return Decision{Target: target, Reason: fmt.Sprintf("cluster-autoscaler: %d tasks cannot be placed; adding %s", s.PendingTasks, workers(target-size))}
 		}
 		return hold(s)
 	}
@@ -86,7 +86,7 @@ func (p clusterAutoscaler) Decide(s Snapshot, h History, now time.Time) Decision
 		return hold(s)
 	}
 	return Decision{Target: size - len(remove), Remove: remove,
-		Reason: fmt.Sprintf("cluster-autoscaler: %d workers below %.0f%% utilisation for %s; removing %d", len(unneeded), 100*caUtilizationThreshold, caUnneededTime, len(remove))}
+		Reason: fmt.Sprintf("cluster-autoscaler: %d workers below %.0f%% utilisation for %s; removing %s", len(unneeded), 100*caUtilizationThreshold, caUnneededTime, workers(len(remove)))}
 }
 
 // unneeded returns the running workers below the utilisation threshold now

@@ -47,7 +47,7 @@ func (p optimized) Decide(s Snapshot, h History, now time.Time) Decision {
 		}
 		half := max(1, ceilDiv(p.spec.MaxWorkers-p.spec.MinWorkers, 2))
 		target := min(p.spec.MaxWorkers, need, size+half)
-		return Decision{Target: target, Reason: fmt.Sprintf("optimized: %d tasks waiting, %d workers' worth of work; adding %d workers", s.PendingTasks, need, target-size)}
+		return Decision{Target: target, Reason: fmt.Sprintf("optimized: %d tasks waiting, %d workers' worth of work; adding %s", s.PendingTasks, need, workers(target-size))}
 	}
 	if size <= p.spec.MinWorkers {
 		return hold(s)
@@ -86,6 +86,6 @@ func (p optimized) Decide(s Snapshot, h History, now time.Time) Decision {
 		remove = append(remove, w.ID)
 	}
 	return Decision{Target: size - n, Remove: remove,
-		Reason: fmt.Sprintf("optimized: at most %d of %d workers' worth of tasks ran over the last %s (%d%% working); removing %d idle workers",
-			peak, size, window, 100*peak/size, n)}
+		Reason: fmt.Sprintf("optimized: at most %d of %d workers' worth of tasks ran over the last %s (%d%% working); removing %s",
+			peak, size, window, 100*peak/size, plural(n, "idle worker"))}
 }

@@ -111,6 +111,16 @@ func (h History) lastResize() int {
 	return -1
 }
 
+// workers says "1 worker" or "n workers", for reasons.
+func workers(n int) string { return plural(n, "worker") }
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // hold is the decision that changes nothing.
 func hold(s Snapshot) Decision { return Decision{Target: s.Size()} }
 
@@ -121,13 +131,13 @@ func enforceBounds(spec Spec, s Snapshot, now time.Time) (Decision, bool) {
 	size := s.Size()
 	switch {
 	case size < spec.MinWorkers:
-		return Decision{Target: spec.MinWorkers, Reason: fmt.Sprintf("below the minimum of %d workers", spec.MinWorkers)}, true
+		return Decision{Target: spec.MinWorkers, Reason: fmt.Sprintf("below the minimum of %s", workers(spec.MinWorkers))}, true
 	case size > spec.MaxWorkers:
 		remove := pickForRemoval(s, now, size-spec.MaxWorkers)
 		if len(remove) == 0 {
 			return hold(s), true
 		}
-		return Decision{Target: size - len(remove), Remove: remove, Reason: fmt.Sprintf("above the maximum of %d workers", spec.MaxWorkers)}, true
+		return Decision{Target: size - len(remove), Remove: remove, Reason: fmt.Sprintf("above the maximum of %s", workers(spec.MaxWorkers))}, true
 	}
 	return Decision{}, false
 }

@@ -60,7 +60,7 @@ func (p sparkDynamicAllocation) Decide(s Snapshot, h History, now time.Time) Dec
 		}
 		needed := min(p.spec.MaxWorkers, s.WorkersNeeded(p.spec.slots()))
 		if target := min(size+toAdd, needed); due && target > size {
-			return Decision{Target: target, Reason: fmt.Sprintf("spark-dynamic-allocation: tasks waiting for %s; adding %d executors", now.Sub(since).Round(time.Second), target-size)}
+			return Decision{Target: target, Reason: fmt.Sprintf("spark-dynamic-allocation: tasks waiting for %s; adding %s", now.Sub(since).Round(time.Second), plural(target-size, "executor"))}
 		}
 		return hold(s)
 	}
@@ -79,5 +79,5 @@ func (p sparkDynamicAllocation) Decide(s Snapshot, h History, now time.Time) Dec
 	for _, w := range idle[:n] {
 		remove = append(remove, w.ID)
 	}
-	return Decision{Target: size - n, Remove: remove, Reason: fmt.Sprintf("spark-dynamic-allocation: %d executors idle for %s without shuffle data; removing %d", len(idle), daExecutorIdleTimeout, n)}
+	return Decision{Target: size - n, Remove: remove, Reason: fmt.Sprintf("spark-dynamic-allocation: %d executors idle for %s without shuffle data; removing %s", len(idle), daExecutorIdleTimeout, plural(n, "executor"))}
 }

@@ -45,7 +45,7 @@ func (p standard) Decide(s Snapshot, h History, now time.Time) Decision {
 			step = 2 * prev
 		}
 		target := min(p.spec.MaxWorkers, size+step)
-		return Decision{Target: target, Reason: fmt.Sprintf("standard: %d tasks waiting; adding %d workers", s.PendingTasks, target-size)}
+		return Decision{Target: target, Reason: fmt.Sprintf("standard: %d tasks waiting; adding %s", s.PendingTasks, workers(target-size))}
 	}
 	if s.Count(Decommissioning) > 0 || size <= p.spec.MinWorkers {
 		return hold(s)
@@ -79,7 +79,7 @@ func (p standard) Decide(s Snapshot, h History, now time.Time) Decision {
 		remove = append(remove, w.ID)
 	}
 	return Decision{Target: size - step, Remove: remove,
-		Reason: fmt.Sprintf("standard: %d of %d workers not busy for %s and the cluster idle for %s; removing %d", len(notBusy), running, standardNotBusyFor, idleFor.Round(time.Second), step)}
+		Reason: fmt.Sprintf("standard: %d of %d workers not busy for %s and the cluster idle for %s; removing %s", len(notBusy), running, standardNotBusyFor, idleFor.Round(time.Second), workers(step))}
 }
 
 // upStreak returns the size of the last scale-up step if tasks have waited

@@ -144,9 +144,9 @@ type Result struct {
 	P95Slowdown float64
 }
 
-// epoch is the wall time of the trace's second zero. Policies only see
-// time.Time; a round epoch keeps periodic policies' periods aligned.
-var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+// Epoch is the wall time of the trace's second zero, as the policies and
+// Observe see it. A round epoch keeps periodic policies' periods aligned.
+var Epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // Run replays the trace through the configured cluster.
 func Run(t Trace, cfg Config) (Result, error) {
@@ -582,7 +582,7 @@ func (s *simulation) newWorker() *worker {
 }
 
 func (s *simulation) snapshot() autoscale.Snapshot {
-	snap := autoscale.Snapshot{Time: epoch.Add(s.now), ShuffleWrittenBytes: s.shuffleWritten, ShuffleReadBytes: s.shuffleRead}
+	snap := autoscale.Snapshot{Time: Epoch.Add(s.now), ShuffleWrittenBytes: s.shuffleWritten, ShuffleReadBytes: s.shuffleRead}
 	for _, j := range s.active {
 		snap.PendingTasks += j.queued + len(j.retries)
 		snap.StageBacklog += j.backlog
@@ -592,7 +592,7 @@ func (s *simulation) snapshot() autoscale.Snapshot {
 		sw := autoscale.Worker{ID: w.id, State: w.state, Slots: w.slots, ActiveTasks: len(w.tasks), ShuffleBytes: w.shuffleN}
 		if w.state != autoscale.Starting {
 			if len(w.tasks) == 0 {
-				sw.IdleSince = epoch.Add(w.idleSince)
+				sw.IdleSince = Epoch.Add(w.idleSince)
 			}
 			// The simulator models task slots, not machines: CPU is the
 			// share of busy slots, disk the shuffle data held; memory is
@@ -608,7 +608,7 @@ func (s *simulation) snapshot() autoscale.Snapshot {
 func (s *simulation) tick() error {
 	s.expirePool()
 	snap := s.snapshot()
-	now := epoch.Add(s.now)
+	now := Epoch.Add(s.now)
 	// Keep only the history the policy reads.
 	if lb := s.policy.Lookback(); lb >= 0 {
 		s.hist = s.hist.Since(now.Add(-lb - s.env.Tick))
@@ -739,7 +739,7 @@ func (s *simulation) release(w *worker) {
 	w.released = true
 	s.intervals = append(s.intervals, usage.Interval{
 		InstanceID: string(w.id), ClusterID: "sim", NodeTypeID: s.env.NodeType, ComputeType: s.env.ComputeType,
-		Start: epoch.Add(w.requested), End: epoch.Add(s.now),
+		Start: Epoch.Add(w.requested), End: Epoch.Add(s.now),
 	})
 	s.workers = slices.DeleteFunc(s.workers, func(x *worker) bool { return x == w })
 	// An instance of a pool goes back to it; without a pool it terminates.
@@ -782,8 +782,8 @@ func (s *simulation) result() (Result, error) {
 	if s.horizon > 0 {
 		r.AvgWorkers = s.workerTime / s.horizon.Seconds()
 	}
-	driver := usage.Interval{InstanceID: "driver", ClusterID: "sim", NodeTypeID: s.env.NodeType, ComputeType: s.env.ComputeType, Driver: true, Start: epoch, End: epoch.Add(s.horizon)}
-	rep, err := usage.Compute(append(s.intervals, driver), s.rates, epoch, epoch.Add(s.horizon))
+	driver := usage.Interval{InstanceID: "driver", ClusterID: "sim", NodeTypeID: s.env.NodeType, ComputeType: s.env.ComputeType, Driver: true, Start: Epoch, End: Epoch.Add(s.horizon)}
+	rep, err := usage.Compute(append(s.intervals, driver), s.rates, Epoch, Epoch.Add(s.horizon))
 	if err != nil {
 		return Result{}, err
 	}

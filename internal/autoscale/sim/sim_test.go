@@ -99,7 +99,7 @@ type scripted map[time.Duration][]autoscale.WorkerID
 func (scripted) Name() string            { return "scripted" }
 func (scripted) Lookback() time.Duration { return 0 }
 func (p scripted) Decide(s autoscale.Snapshot, _ autoscale.History, now time.Time) autoscale.Decision {
-	ids := p[now.Sub(epoch)]
+	ids := p[now.Sub(Epoch)]
 	var remove []autoscale.WorkerID
 	for _, id := range ids {
 		if w, ok := s.Worker(id); ok && w.State == autoscale.Running {
@@ -117,7 +117,7 @@ func TestRunDecommissionsGracefully(t *testing.T) {
 	var idle autoscale.WorkerID
 	var sawDecommissioning bool
 	cfg := Config{Spec: jobSpec(2, 2, 8), InitialWorkers: 2, Env: exactEnv(), Observe: func(s autoscale.Snapshot, d autoscale.Decision) {
-		if s.Time.Equal(epoch.Add(14 * time.Second)) {
+		if s.Time.Equal(Epoch.Add(14 * time.Second)) {
 			for _, w := range s.Workers {
 				if w.Idle() {
 					idle = w.ID
