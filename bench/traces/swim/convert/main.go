@@ -12,8 +12,12 @@
 //
 //   - the map stage reads the input in 128 MiB splits (Spark's
 //     spark.sql.files.maxPartitionBytes): one task per split, at least one;
+//     a map-only job has one task per 128 MiB of input or of output,
+//     whichever is larger (SWIM has writer jobs that read kilobytes and
+//     write hundreds of gigabytes: Spark would not write that from one task);
 //   - if the job shuffles, a reduce stage with one task per 256 MiB of
-//     shuffle data; each map task writes its share of the shuffle;
+//     shuffle data or of output, whichever is larger; each map task writes
+//     its share of the shuffle;
 //   - a task takes a fixed 0.2 s (launch, commit) plus its bytes over a
 //     per-task throughput: 64 MiB/s to read and process input and to write
 //     output, 32 MiB/s to fetch, merge and reduce shuffle data; a map-only
@@ -122,13 +126,14 @@ func convert(r io.Reader) (sim.Trace, error) {
 
 // stages maps a MapReduce job's bytes to Spark-like stages.
 func stages(input, shuffle, output float64) []sim.Stage {
+	if shuffle == 0 {
+		maps := max(1, int(math.Ceil(math.Max(input, output)/splitBytes)))
+		secs := taskOverhead + (input+output)/float64(maps)/scanPerSecond
+		return []sim.Stage{{Tasks: maps, TaskSeconds: round3(secs)}}
+	}
 	maps := max(1, int(math.Ceil(input/splitBytes)))
 	mapSecs := taskOverhead + input/float64(maps)/scanPerSecond
-	if shuffle == 0 {
-		mapSecs += output / float64(maps) / scanPerSecond
-		return []sim.Stage{{Tasks: maps, TaskSeconds: round3(mapSecs)}}
-	}
-	reduces := max(1, int(math.Ceil(shuffle/reduceBytes)))
+	reduces := max(1, int(math.Ceil(math.Max(shuffle, output)/reduceBytes)))
 	redSecs := taskOverhead + shuffle/float64(reduces)/mergePerSecond + output/float64(reduces)/scanPerSecond
 	return []sim.Stage{
 		{Tasks: maps, TaskSeconds: round3(mapSecs), ShuffleMiB: round3(shuffle / float64(maps) / mib)},
