@@ -31,17 +31,6 @@ func main() {
 	seed := flag.Uint64("seed", 1, "random seed")
 	out := flag.String("o", "", "output file (default standard output)")
 	flag.Parse()
-	rng := rand.New(rand.NewPCG(*seed, *seed+1))
-	var t sim.Trace
-	switch *shape {
-	case "bursty":
-		t = bursty(rng)
-	case "etl":
-		t = etl(rng)
-	default:
-		fmt.Fprintln(os.Stderr, "synth: -shape must be bursty or etl")
-		os.Exit(2)
-	}
 	var w io.Writer = os.Stdout
 	if *out != "" {
 		f, err := os.Create(*out)
@@ -52,12 +41,27 @@ func main() {
 		defer f.Close()
 		w = f
 	}
-	header := fmt.Sprintf("Tandem synthetic trace %q, seed %d: go run ./bench/traces/synth -shape %s -seed %d\n%d jobs, %d tasks, %.0f task-seconds over %s",
-		*shape, *seed, *shape, *seed, len(t.Jobs), t.Tasks(), t.Work(), t.Span().Round(time.Second))
-	if err := sim.WriteTrace(w, t, header); err != nil {
+	if err := generate(w, *shape, *seed); err != nil {
 		fmt.Fprintln(os.Stderr, "synth:", err)
 		os.Exit(1)
 	}
+}
+
+// generate writes the trace of shape drawn from seed.
+func generate(w io.Writer, shape string, seed uint64) error {
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	var t sim.Trace
+	switch shape {
+	case "bursty":
+		t = bursty(rng)
+	case "etl":
+		t = etl(rng)
+	default:
+		return fmt.Errorf("-shape must be bursty or etl, not %q", shape)
+	}
+	header := fmt.Sprintf("Tandem synthetic trace %q, seed %d: go run ./bench/traces/synth -shape %s -seed %d\n%d jobs, %d tasks, %.0f task-seconds over %s",
+		shape, seed, shape, seed, len(t.Jobs), t.Tasks(), t.Work(), t.Span().Round(time.Second))
+	return sim.WriteTrace(w, t, header)
 }
 
 // bursty alternates busy and quiet spells over six hours.

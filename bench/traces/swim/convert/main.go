@@ -63,18 +63,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "convert: -in is required")
 		os.Exit(2)
 	}
-	f, err := os.Open(*in)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "convert:", err)
-		os.Exit(1)
-	}
-	defer f.Close()
-	t, err := convert(f)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "convert:", err)
-		os.Exit(1)
-	}
-	t.Cluster = sim.ClusterHint{Type: "all-purpose", Min: *minW, Max: *maxW, Slots: *slots}
 	var w io.Writer = os.Stdout
 	if *out != "" {
 		o, err := os.Create(*out)
@@ -85,12 +73,27 @@ func main() {
 		defer o.Close()
 		w = o
 	}
-	header := fmt.Sprintf("Converted from SWIM's %s (github.com/SWIMProjectUCB/SWIM, New BSD licence: bench/traces/swim/LICENSE)\nby go run ./bench/traces/swim/convert; %d jobs, %d tasks, %.0f task-seconds over %s",
-		filepath.Base(*in), len(t.Jobs), t.Tasks(), t.Work(), t.Span().Round(time.Second))
-	if err := sim.WriteTrace(w, t, header); err != nil {
+	if err := run(w, *in, sim.ClusterHint{Type: "all-purpose", Min: *minW, Max: *maxW, Slots: *slots}); err != nil {
 		fmt.Fprintln(os.Stderr, "convert:", err)
 		os.Exit(1)
 	}
+}
+
+// run converts the SWIM file at path and writes the trace to w.
+func run(w io.Writer, path string, cluster sim.ClusterHint) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	t, err := convert(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	t.Cluster = cluster
+	header := fmt.Sprintf("Converted from SWIM's %s (github.com/SWIMProjectUCB/SWIM, New BSD licence: bench/traces/swim/LICENSE)\nby go run ./bench/traces/swim/convert; %d jobs, %d tasks, %.0f task-seconds over %s",
+		filepath.Base(path), len(t.Jobs), t.Tasks(), t.Work(), t.Span().Round(time.Second))
+	return sim.WriteTrace(w, t, header)
 }
 
 func convert(r io.Reader) (sim.Trace, error) {
