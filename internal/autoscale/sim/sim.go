@@ -237,7 +237,7 @@ func (q *eventQueue) Pop() any {
 type simulation struct {
 	trace   Trace
 	spec    autoscale.Spec
-	policy  autoscale.Policy
+	decider *autoscale.Decider
 	label   string
 	env     Env
 	observe func(autoscale.Snapshot, autoscale.Decision)
@@ -251,7 +251,6 @@ type simulation struct {
 	nextID  int
 	jobs    []*jobRun
 	active  []*jobRun // jobs with runnable or running tasks
-	hist    autoscale.History
 	waits   []float32
 
 	jobsDone  int
@@ -318,7 +317,7 @@ func newSimulation(t Trace, cfg Config) (*simulation, error) {
 		return nil, err
 	}
 	s := &simulation{
-		trace: t, spec: cfg.Spec, policy: p, label: cfg.Label, env: env, rates: rates, observe: cfg.Observe,
+		trace: t, spec: cfg.Spec, decider: autoscale.NewDecider(p), label: cfg.Label, env: env, rates: rates, observe: cfg.Observe,
 		rng:     rand.New(rand.NewPCG(env.Seed, env.Seed^0x9e3779b97f4a7c15)),
 		horizon: -1,
 	}
@@ -351,7 +350,7 @@ func (s *simulation) push(e event) {
 	heap.Push(&s.events, e)
 }
 
-// maxRun bounds a run that cannot finish (a cluster too small to run a
+// maxRunSlack bounds a run that cannot finish (a cluster too small to run a
 // task, a policy that never grows): the trace's span plus 30 days.
 const maxRunSlack = 30 * 24 * time.Hour
 
@@ -608,13 +607,8 @@ func (s *simulation) snapshot() autoscale.Snapshot {
 func (s *simulation) tick() error {
 	s.expirePool()
 	snap := s.snapshot()
-	now := Epoch.Add(s.now)
-	// Keep only the history the policy reads.
-	if lb := s.policy.Lookback(); lb >= 0 {
-		s.hist = s.hist.Since(now.Add(-lb - s.env.Tick))
-	}
-	d := s.policy.Decide(snap, s.hist, now)
-	if err := d.Check(snap); err != nil {
+	d, err := s.decider.Tick(snap, Epoch.Add(s.now))
+	if err != nil {
 		return fmt.Errorf("at %s: %w", s.now, err)
 	}
 	size := snap.Size()
@@ -639,7 +633,6 @@ func (s *simulation) tick() error {
 	if s.observe != nil {
 		s.observe(snap, d)
 	}
-	s.hist = append(s.hist, autoscale.Record{Snapshot: snap, Decision: d})
 	return nil
 }
 
