@@ -65,12 +65,12 @@ const (
 
 // Limits and defaults of the tunables.
 const (
-	MaxWindowDown          = 600 * time.Second
-	DefaultJobWindowDown   = 40 * time.Second
-	DefaultAllPurposeDown  = 150 * time.Second
-	DefaultFirstStepUp     = 8
-	DefaultSlotsPerWorker  = 4
-	maxFirstStepUpAccepted = 10000
+	MaxWindowDown               = 600 * time.Second
+	DefaultJobWindowDown        = 40 * time.Second
+	DefaultAllPurposeWindowDown = 150 * time.Second
+	DefaultFirstStepUp          = 8
+	DefaultSlotsPerWorker       = 4
+	maxFirstStepUpAccepted      = 10000
 )
 
 // Spec is what a policy needs to know about the cluster.
@@ -105,7 +105,7 @@ func (s Spec) windowDown() time.Duration {
 		return s.WindowDown
 	}
 	if s.Kind == AllPurpose {
-		return DefaultAllPurposeDown
+		return DefaultAllPurposeWindowDown
 	}
 	return DefaultJobWindowDown
 }
