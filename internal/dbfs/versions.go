@@ -39,15 +39,16 @@ const (
 )
 
 // restoreStep decides how to bring a file path back to time t, given what
-// it holds now (nil: nothing) and its versions. A directory now at the path
-// is left alone. It is pure.
+// it holds now (nil: nothing) and its versions. A path that already holds
+// the same contents (restored earlier) and a directory now at the path are
+// left alone. It is pure.
 func restoreStep(cur *Node, versions []Version, t int64) (restoreAction, Node) {
 	if cur != nil && cur.IsDir {
 		return keepPath, Node{}
 	}
 	target, ok := stateAt(cur, versions, t)
 	switch {
-	case ok && cur != nil && target.since() == cur.since():
+	case ok && cur != nil && (target.since() == cur.since() || sameContents(target, *cur)):
 		return keepPath, Node{}
 	case ok:
 		return putVersion, target
@@ -55,6 +56,20 @@ func restoreStep(cur *Node, versions []Version, t int64) (restoreAction, Node) {
 		return removeFile, Node{}
 	}
 	return keepPath, Node{}
+}
+
+// sameContents reports whether two file nodes are made of the same blobs,
+// as a file and the version it was restored from are.
+func sameContents(a, b Node) bool {
+	if a.Size != b.Size || len(a.Blocks) != len(b.Blocks) {
+		return false
+	}
+	for i := range a.Blocks {
+		if a.Blocks[i].Name != b.Blocks[i].Name {
+			return false
+		}
+	}
+	return true
 }
 
 func versionsOf(tx store.Tx, p string) ([]Version, error) {
