@@ -10,3 +10,11 @@ import (
 func (s *Service) Sweep(ctx context.Context, grace time.Duration) (int, error) {
 	return s.sweep(ctx, grace)
 }
+
+// SetPurgeBatch changes how many versions one purge transaction deletes
+// and returns a function that puts it back.
+func SetPurgeBatch(n int) (restore func()) {
+	old := purgeBatch
+	purgeBatch = n
+	return func() { purgeBatch = old }
+}

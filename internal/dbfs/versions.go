@@ -226,8 +226,9 @@ func (s *Service) oldestRestorable() int64 {
 }
 
 // purgeBatch bounds the versions one purge transaction deletes, so a mass
-// expiry does not hold the store's write lock for long.
-const purgeBatch = 1000
+// expiry does not hold the store's write lock for long. (A variable for
+// tests.)
+var purgeBatch = 1000
 
 // Purge expires idle uploads, removes versions older than the retention and
 // sweeps the blobs nothing references any more (those of expired uploads and
