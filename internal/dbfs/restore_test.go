@@ -3,6 +3,7 @@ package dbfs_test
 import (
 	"errors"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/databricks/databricks-sdk-go/service/files"
 
 	"github.com/tandemdata/tandem/internal/dbfs"
+	"github.com/tandemdata/tandem/internal/server"
 	"github.com/tandemdata/tandem/internal/server/servertest"
 )
 
@@ -203,8 +205,18 @@ func TestRestoreRefusesTimesOutsideTheRetention(t *testing.T) {
 	}
 }
 
+// startWithClock starts a region whose DBFS clock runs ahead by what the
+// returned function sets (the background loop reads it too, so it is atomic).
+func startWithClock(t *testing.T) (*servertest.Server, func(time.Duration)) {
+	var ahead atomic.Int64
+	srv := servertest.Start(t, servertest.WithSetup(func(s *server.Server) {
+		s.DBFS.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	}))
+	return srv, func(d time.Duration) { ahead.Store(int64(d)) }
+}
+
 func TestExpiredVersionsAndUploadsArePurgedWithTheirBlocks(t *testing.T) {
-	srv := servertest.Start(t)
+	srv, skip := startWithClock(t)
 	w := srv.SDK(srv.AdminToken)
 	for _, s := range []string{"one", "two", "three"} {
 		if err := w.Dbfs.WriteFile(ctx, "/v/f", []byte(s)); err != nil {
@@ -229,8 +241,7 @@ func TestExpiredVersionsAndUploadsArePurgedWithTheirBlocks(t *testing.T) {
 		t.Fatalf("%d blobs after a purge within the retention, want 5", n)
 	}
 	// Later than the retention, the upload's idle time and the sweep's grace.
-	srv.DBFS.Now = func() time.Time { return time.Now().Add(srv.DBFS.Retention + time.Hour) }
-	defer func() { srv.DBFS.Now = nil }()
+	skip(srv.DBFS.Retention + time.Hour)
 	if err := srv.DBFS.Purge(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -252,15 +263,14 @@ func TestExpiredVersionsAndUploadsArePurgedWithTheirBlocks(t *testing.T) {
 // The purge deletes in bounded batches; more versions than one batch all go.
 func TestThePurgeRemovesMoreVersionsThanOneBatch(t *testing.T) {
 	t.Cleanup(dbfs.SetPurgeBatch(10)) // runs after the server has stopped
-	srv := servertest.Start(t)
+	srv, skip := startWithClock(t)
 	for i := 0; i < 25; i++ {
 		resp := srv.Do(srv.AdminToken, http.MethodPost, "/api/2.0/dbfs/put", map[string]any{"path": "/many/f", "contents": "", "overwrite": true})
 		if resp.Status != 200 {
 			t.Fatalf("put %d: %d %s", i, resp.Status, resp.Body)
 		}
 	}
-	srv.DBFS.Now = func() time.Time { return time.Now().Add(srv.DBFS.Retention + time.Hour) }
-	defer func() { srv.DBFS.Now = nil }()
+	skip(srv.DBFS.Retention + time.Hour)
 	if err := srv.DBFS.Purge(ctx); err != nil {
 		t.Fatal(err)
 	}
