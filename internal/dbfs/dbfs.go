@@ -76,11 +76,13 @@ type Version struct {
 	MovedTo  string `json:"moved_to,omitempty"`
 }
 
-// FileInfo is the API's view of a node.
+// FileInfo is the API's view of a node. file_size is always present, 0 for
+// a directory, as Databricks answers: the legacy CLI reads it on every entry
+// of a listing.
 type FileInfo struct {
 	Path             string `json:"path"`
 	IsDir            bool   `json:"is_dir"`
-	FileSize         *int64 `json:"file_size,omitempty"`
+	FileSize         int64  `json:"file_size"`
 	ModificationTime int64  `json:"modification_time"`
 }
 
@@ -95,8 +97,7 @@ type nodeInfo struct {
 func (n nodeInfo) info() FileInfo {
 	fi := FileInfo{Path: n.Path, IsDir: n.IsDir, ModificationTime: n.ModTime}
 	if !n.IsDir {
-		size := n.Size
-		fi.FileSize = &size
+		fi.FileSize = n.Size
 	}
 	return fi
 }

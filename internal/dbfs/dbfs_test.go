@@ -114,6 +114,12 @@ func TestLargeFilesThroughTheSDK(t *testing.T) {
 	if err != nil || len(self) != 1 || self[0].Path != "/tmp/big.bin" || self[0].IsDir {
 		t.Errorf("list of a file = %+v, %v", self, err)
 	}
+	// Every entry carries file_size, 0 for a directory: the legacy CLI
+	// reads it on each one.
+	raw := srv.Do(srv.AdminToken, http.MethodGet, "/api/2.0/dbfs/list?path=/", nil)
+	if !bytes.Contains(raw.Body, []byte(`{"path":"/tmp","is_dir":true,"file_size":0,`)) {
+		t.Errorf("list of / = %s", raw.Body)
+	}
 	if err := w.Dbfs.Move(ctx, files.Move{SourcePath: "/tmp", DestinationPath: "/moved/tmp"}); err != nil {
 		t.Fatal(err)
 	}
