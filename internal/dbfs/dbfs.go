@@ -303,6 +303,18 @@ func publish(tx store.Tx, p string, blocks []storage.Blob, overwrite bool) (Node
 	return n, store.Put(tx, kindNode, nodeKey(p), n)
 }
 
+// discard deletes blobs written for a change that failed, when the failure
+// is certain to have committed nothing: a refusal of ours (an API error such
+// as RESOURCE_ALREADY_EXISTS). After any other error (a lost reply from a
+// PostgreSQL commit, say) the change may have committed and named them, so
+// they are left for the sweep, which deletes them only if nothing does.
+func (s *Service) discard(ctx context.Context, blocks []storage.Blob, cause error) {
+	var refused *api.Error
+	if errors.As(cause, &refused) {
+		s.deleteBlobs(ctx, blocks)
+	}
+}
+
 func (s *Service) deleteBlobs(ctx context.Context, blocks []storage.Blob) {
 	ctx = context.WithoutCancel(ctx)
 	for _, b := range blocks {

@@ -310,7 +310,7 @@ func (s *Service) addBlock(ctx context.Context, req *api.Request) (any, error) {
 		return nil, err
 	}
 	if err := s.appendBlock(ctx, r.Handle, owner, false, b); err != nil {
-		s.deleteBlobs(ctx, []storage.Blob{b})
+		s.discard(ctx, []storage.Blob{b}, err)
 		return nil, err
 	}
 	return nil, nil
@@ -390,7 +390,7 @@ func (s *Service) put(ctx context.Context, req *api.Request) (any, error) {
 		return err
 	})
 	if err != nil {
-		s.deleteBlobs(ctx, blocks)
+		s.discard(ctx, blocks, err)
 	}
 	return nil, err
 }

@@ -169,6 +169,27 @@ func TestARestoreUndoesAMove(t *testing.T) {
 	}
 }
 
+// A path that changed kind since the restore point gets its old kind back,
+// whichever way round.
+func TestARestoreSwapsFilesAndFoldersBack(t *testing.T) {
+	srv := servertest.Start(t)
+	w := srv.SDK(srv.AdminToken)
+	r := restorePoints{t, srv}
+	r.put("/kind/was-file", "f")
+	r.put("/kind/was-dir/a", "a")
+	t1 := mark()
+	w.Dbfs.Delete(ctx, files.Delete{Path: "/kind/was-file"})
+	r.put("/kind/was-file/inside", "new") // now a folder
+	w.Dbfs.Delete(ctx, files.Delete{Path: "/kind/was-dir", Recursive: true})
+	r.put("/kind/was-dir", "new") // now a file
+	r.restore("/kind", t1)
+	for p, want := range map[string]string{"/kind/was-file": "f", "/kind/was-file/inside": "-", "/kind/was-dir/a": "a"} {
+		if got := r.read(p); got != want {
+			t.Errorf("after the restore, %s = %q, want %q", p, got, want)
+		}
+	}
+}
+
 func TestRestoreRefusesTimesOutsideTheRetention(t *testing.T) {
 	srv := servertest.Start(t)
 	r := restorePoints{t, srv}

@@ -151,11 +151,17 @@ func (s *Service) putStream(ctx context.Context, owner string, mr *multipart.Rea
 	var written []storage.Blob
 	abort := func(cause error) (putRequest, error) {
 		_, err := s.Store.Update(context.WithoutCancel(ctx), func(tx store.Tx) error { return dropHandle(tx, h.ID) })
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
+		switch {
+		case err == nil:
+			// The upload is gone and nothing else ever named its blocks.
+			s.deleteBlobs(ctx, written)
+		case errors.Is(err, store.ErrNotFound):
+			// Something consumed the upload: the purge, or a commit of
+			// finish whose success we did not hear of. The sweep decides.
+		default:
 			// The purge removes it once it has been idle long enough.
 			s.Log.Warn("drop abandoned DBFS upload", "handle", h.ID, "err", err)
 		}
-		s.deleteBlobs(ctx, written)
 		return r, cause
 	}
 	var total int64

@@ -76,45 +76,47 @@ func versionsOf(tx store.Tx, p string) ([]Version, error) {
 	return store.List[Version](tx, kindVersion, p+sep)
 }
 
-// restorePath brings one file path back to its state at t, in tx. What it
-// holds now, if replaced or removed, becomes a version itself, so a restore
-// can be undone by another restore. A restored file counts as written by
-// the restore: its modification time is the restore's.
-func restorePath(tx store.Tx, p string, t int64) (bool, error) {
+// restorePath brings one file path back to its state at t, in tx, and
+// reports whether it changed anything and whether a directory now at the
+// path kept it from looking. What the path holds now, if replaced or
+// removed, becomes a version itself, so a restore can be undone by another
+// restore. A restored file counts as written by the restore: its
+// modification time is the restore's.
+func restorePath(tx store.Tx, p string, t int64) (changed, dir bool, err error) {
 	now := tx.Now().UnixMilli()
 	var cur *Node
 	if n, err := getNode(tx, p); err == nil {
 		cur = &n
 	} else if !errors.Is(err, store.ErrNotFound) {
-		return false, err
+		return false, false, err
 	}
 	versions, err := versionsOf(tx, p)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	action, target := restoreStep(cur, versions, t)
 	switch action {
 	case putVersion:
 		if cur != nil {
 			if err := retire(tx, *cur, now, false, ""); err != nil {
-				return false, err
+				return false, false, err
 			}
 		}
 		// The version stays in the history. Its blocks are now shared with
 		// the current file; the sweep keeps a blob while anything names it.
 		parent, _ := fspath.Split(p)
 		if err := mkdirs(tx, parent, now); err != nil {
-			return false, err
+			return false, false, err
 		}
 		target.ModTime, target.Since = now, now
-		return true, store.Put(tx, kindNode, nodeKey(p), target)
+		return true, false, store.Put(tx, kindNode, nodeKey(p), target)
 	case removeFile:
 		if err := retire(tx, *cur, now, true, ""); err != nil {
-			return false, err
+			return false, false, err
 		}
-		return true, tx.Delete(kindNode, nodeKey(p))
+		return true, false, tx.Delete(kindNode, nodeKey(p))
 	}
-	return false, nil
+	return false, cur != nil && cur.IsDir, nil
 }
 
 // restore brings a file, or a folder with everything under it, back to
@@ -166,8 +168,30 @@ func (s *Service) restore(ctx context.Context, p string, t int64) (int, error) {
 			sorted = append(sorted, x)
 		}
 		sort.Strings(sorted)
+		// Parents sort before children, so a file made since t where a
+		// folder was goes before the folder's files come back. A folder made
+		// since t where a file was goes only with the empty new folders, so
+		// the paths it blocked get a second pass after them.
+		var blocked []string
 		for _, x := range sorted {
-			ok, err := restorePath(tx, x, t)
+			ok, dir, err := restorePath(tx, x, t)
+			if err != nil {
+				return err
+			}
+			if ok {
+				changed++
+			}
+			if dir {
+				blocked = append(blocked, x)
+			}
+		}
+		removed, err := removeNewEmptyDirs(tx, p, t)
+		if err != nil {
+			return err
+		}
+		changed += removed
+		for _, x := range blocked {
+			ok, _, err := restorePath(tx, x, t)
 			if err != nil {
 				return err
 			}
@@ -175,9 +199,7 @@ func (s *Service) restore(ctx context.Context, p string, t int64) (int, error) {
 				changed++
 			}
 		}
-		removed, err := removeNewEmptyDirs(tx, p, t)
-		changed += removed
-		return err
+		return nil
 	})
 	return changed, err
 }
