@@ -1,7 +1,13 @@
 package dbfs
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"testing"
+
+	"github.com/tandemdata/tandem/internal/storage"
 )
 
 func TestUsableHandlesBelongToTheirCreatorUntilIdle(t *testing.T) {
@@ -28,6 +34,41 @@ func TestUsableHandlesBelongToTheirCreatorUntilIdle(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := usable(tc.h, tc.owner, tc.stream, tc.now); got != tc.want {
 				t.Fatalf("usable = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// deletions is a storage backend that only records deletions.
+type deletions struct {
+	storage.Backend
+	deleted []string
+}
+
+func (d *deletions) Delete(_ context.Context, name string) error {
+	d.deleted = append(d.deleted, name)
+	return nil
+}
+
+func TestAFailedChangeDeletesItsBlobsOnlyWhenNothingCommitted(t *testing.T) {
+	blobs := []storage.Blob{{Name: "dbfs/a"}, {Name: "dbfs/b"}}
+	cases := []struct {
+		name  string
+		cause error
+		want  int
+	}{
+		{"refused by us", exists400("A file or directory already exists at the input path /x."), 2},
+		{"refused, wrapped", fmt.Errorf("publish: %w", handleNotFound(3)), 2},
+		{"the store failed: it may have committed", errors.New("read tcp: connection reset by peer"), 0},
+		{"a cancelled request", context.Canceled, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			backend := &deletions{}
+			s := &Service{Storage: backend, Log: slog.New(slog.DiscardHandler)}
+			s.discard(context.Background(), blobs, tc.cause)
+			if len(backend.deleted) != tc.want {
+				t.Fatalf("deleted %v, want %d blobs deleted", backend.deleted, tc.want)
 			}
 		})
 	}
