@@ -228,11 +228,11 @@ func TestRestoreRefusesTimesOutsideTheRetention(t *testing.T) {
 
 // startWithClock starts a region whose DBFS clock runs ahead by what the
 // returned function sets (the background loop reads it too, so it is atomic).
-func startWithClock(t *testing.T) (*servertest.Server, func(time.Duration)) {
+func startWithClock(t *testing.T, opts ...servertest.Option) (*servertest.Server, func(time.Duration)) {
 	var ahead atomic.Int64
-	srv := servertest.Start(t, servertest.WithSetup(func(s *server.Server) {
+	srv := servertest.Start(t, append(opts, servertest.WithSetup(func(s *server.Server) {
 		s.DBFS.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
-	}))
+	}))...)
 	return srv, func(d time.Duration) { ahead.Store(int64(d)) }
 }
 
