@@ -1,0 +1,789 @@
+package sse
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/tandemdata/tandem/internal/keys"
+	"github.com/tandemdata/tandem/internal/storage"
+)
+
+// Algorithm is the AEAD a layer seals chunks and keys with.
+type Algorithm byte
+
+// Algorithms.
+const (
+	AES256GCM         Algorithm = 1
+	XChaCha20Poly1305 Algorithm = 2
+)
+
+func (a Algorithm) String() string {
+	switch a {
+	case AES256GCM:
+		return "AES-256-GCM"
+	case XChaCha20Poly1305:
+		return "XChaCha20-Poly1305"
+	}
+	return fmt.Sprintf("algorithm(%d)", byte(a))
+}
+
+func (a Algorithm) aead(key []byte) (cipher.AEAD, error) {
+	switch a {
+	case AES256GCM:
+		block, err := aes.NewCipher(key)
+		if err != nil {
+			return nil, err
+		}
+		return cipher.NewGCM(block)
+	case XChaCha20Poly1305:
+		return chacha20poly1305.NewX(key)
+	}
+	return nil, fmt.Errorf("unknown encryption algorithm %d", byte(a))
+}
+
+func (a Algorithm) nonceSize() int {
+	if a == XChaCha20Poly1305 {
+		return chacha20poly1305.NonceSizeX
+	}
+	return 12
+}
+
+const (
+	magic        = "TSE1"
+	fixedHeader  = 16
+	tagSize      = 16
+	defaultChunk = 64 << 10
+	dekSize      = 32
+)
+
+// Config configures a Layer.
+type Config struct {
+	// Inner is the backend that holds the ciphertext.
+	Inner storage.Backend
+	// Algorithm seals chunks and data keys (AES256GCM by default).
+	Algorithm Algorithm
+	// KEK wraps the account key.
+	KEK keys.KEK
+	// Record names the layer's key record ("service", "infrastructure"):
+	// it is kept at storage.ReservedPrefix + "keys/" + Record.
+	Record string
+	// ChunkSize is the plaintext size of a chunk (a power of two, 4 KiB to
+	// 16 MiB; default 64 KiB).
+	ChunkSize int
+	// KeyCacheTTL, if positive, keeps the unwrapped account key that long
+	// before asking the KEK again. Zero asks on every call, so revocation
+	// takes effect at once; a remote key vault may want a few seconds.
+	KeyCacheTTL time.Duration
+	// Now is the clock (tests); time.Now by default.
+	Now func() time.Time
+}
+
+// Layer is an encrypting storage.Backend over Config.Inner.
+type Layer struct {
+	inner     storage.Backend
+	alg       Algorithm
+	chunkLog  uint8
+	chunk     int
+	recName   string
+	cacheTTL  time.Duration
+	now       func() time.Time
+	headerLen int
+
+	mu       sync.Mutex
+	kek      keys.KEK
+	rec      record
+	keyID    [8]byte
+	cached   []byte
+	cachedAt time.Time
+}
+
+var _ storage.Backend = (*Layer)(nil)
+
+// record is the layer's key record: the account key wrapped by one or two
+// KEKs (two only while the account switches keys).
+type record struct {
+	Format    int    `json:"format"`
+	Algorithm string `json:"algorithm"`
+	KeyID     string `json:"key_id"`
+	// ChunkLog is log2 of the chunk size, fixed for the account's life
+	// (sizes in listings are computed from it).
+	ChunkLog uint8  `json:"chunk_log"`
+	Wraps    []wrap `json:"wraps"`
+	Created  int64  `json:"created"`
+}
+
+type wrap struct {
+	KEK     string `json:"kek"`
+	Wrapped []byte `json:"wrapped"`
+	At      int64  `json:"at"`
+}
+
+// Open opens the layer, creating its account key on first use.
+func Open(ctx context.Context, cfg Config) (*Layer, error) {
+	if cfg.Inner == nil || cfg.KEK == nil || cfg.Record == "" {
+		return nil, errors.New("sse: Inner, KEK and Record are required")
+	}
+	if cfg.Algorithm == 0 {
+		cfg.Algorithm = AES256GCM
+	}
+	if cfg.ChunkSize == 0 {
+		cfg.ChunkSize = defaultChunk
+	}
+	log := 0
+	for 1<<log < cfg.ChunkSize {
+		log++
+	}
+	if 1<<log != cfg.ChunkSize || log < 12 || log > 24 {
+		return nil, fmt.Errorf("sse: chunk size %d is not a power of two from 4 KiB to 16 MiB", cfg.ChunkSize)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	l := &Layer{
+		inner: cfg.Inner, alg: cfg.Algorithm, chunkLog: uint8(log), chunk: cfg.ChunkSize,
+		recName: storage.ReservedPrefix + "keys/" + cfg.Record, cacheTTL: cfg.KeyCacheTTL, now: cfg.Now,
+		kek: cfg.KEK,
+	}
+	l.headerLen = fixedHeader + l.alg.nonceSize() + dekSize + tagSize
+	if err := l.load(ctx); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Layer) load(ctx context.Context) error {
+	rec, err := l.readRecord(ctx)
+	if errors.Is(err, storage.ErrNotFound) {
+		return l.create(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	if rec.Algorithm != l.alg.String() {
+		return fmt.Errorf("sse: key record %s is for %s, not %s", l.recName, rec.Algorithm, l.alg)
+	}
+	id, err := hex.DecodeString(rec.KeyID)
+	if err != nil || len(id) != 8 {
+		return fmt.Errorf("sse: key record %s has a bad key id", l.recName)
+	}
+	copy(l.keyID[:], id)
+	if rec.ChunkLog >= 12 && rec.ChunkLog <= 24 {
+		l.chunkLog, l.chunk = rec.ChunkLog, 1<<rec.ChunkLog
+	}
+	l.rec = rec
+	if _, ok := l.wrapOf(l.kek.ID()); !ok {
+		return fmt.Errorf("sse: the account key of %s is wrapped by %s, not by the configured key %s",
+			l.recName, wrapNames(rec.Wraps), l.kek.ID())
+	}
+	return nil
+}
+
+func wrapNames(ws []wrap) string {
+	var b bytes.Buffer
+	for i, w := range ws {
+		if i > 0 {
+			b.WriteString(" and ")
+		}
+		b.WriteString(w.KEK)
+	}
+	return b.String()
+}
+
+func (l *Layer) readRecord(ctx context.Context) (record, error) {
+	var rec record
+	r, err := l.inner.Get(ctx, l.recName, 0, -1)
+	if err != nil {
+		return rec, err
+	}
+	defer r.Close()
+	b, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return rec, fmt.Errorf("read key record %s: %w", l.recName, err)
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rec, fmt.Errorf("decode key record %s: %w", l.recName, err)
+	}
+	return rec, nil
+}
+
+func (l *Layer) writeRecord(ctx context.Context, rec record) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if err := l.inner.Put(ctx, l.recName, bytes.NewReader(b)); err != nil {
+		return fmt.Errorf("write key record %s: %w", l.recName, err)
+	}
+	return nil
+}
+
+func (l *Layer) create(ctx context.Context) error {
+	key := keys.NewDEK()
+	rand.Read(l.keyID[:])
+	wrapped, err := l.kek.Wrap(ctx, key)
+	if err != nil {
+		return fmt.Errorf("wrap the new account key with %s: %w", l.kek.ID(), err)
+	}
+	now := l.now().UnixMilli()
+	rec := record{Format: 1, Algorithm: l.alg.String(), KeyID: hex.EncodeToString(l.keyID[:]), Created: now, ChunkLog: l.chunkLog,
+		Wraps: []wrap{{KEK: l.kek.ID(), Wrapped: wrapped, At: now}}}
+	if err := l.writeRecord(ctx, rec); err != nil {
+		return err
+	}
+	l.rec = rec
+	return nil
+}
+
+func (l *Layer) wrapOf(kekID string) (wrap, bool) {
+	for _, w := range l.rec.Wraps {
+		if w.KEK == kekID {
+			return w, true
+		}
+	}
+	return wrap{}, false
+}
+
+// accountKey unwraps the account key through the KEK: this is where a
+// disabled or revoked key makes every read and write fail closed.
+func (l *Layer) accountKey(ctx context.Context) ([]byte, error) {
+	l.mu.Lock()
+	kek := l.kek
+	w, ok := l.wrapOf(kek.ID())
+	if l.cacheTTL > 0 && l.cached != nil && l.now().Sub(l.cachedAt) < l.cacheTTL {
+		k := l.cached
+		l.mu.Unlock()
+		return k, nil
+	}
+	l.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("storage account key: no wrap by %s: %w", kek.ID(), keys.ErrKeyNotFound)
+	}
+	key, err := kek.Unwrap(ctx, w.Wrapped)
+	if err != nil {
+		return nil, fmt.Errorf("storage account key: %w", err)
+	}
+	if l.cacheTTL > 0 {
+		l.mu.Lock()
+		l.cached, l.cachedAt = key, l.now()
+		l.mu.Unlock()
+	}
+	return key, nil
+}
+
+// KeyInfo describes the layer's keys (never their material).
+type KeyInfo struct {
+	Algorithm string
+	KeyID     string
+	KEK       string
+	// Wrapped is the account key's wrapped form (its KEK version is inside).
+	Wrapped   []byte
+	WrappedAt time.Time
+}
+
+// KeyInfo returns the layer's current key description.
+func (l *Layer) KeyInfo() KeyInfo {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w, _ := l.wrapOf(l.kek.ID())
+	return KeyInfo{Algorithm: l.alg.String(), KeyID: l.rec.KeyID, KEK: l.kek.ID(), Wrapped: w.Wrapped, WrappedAt: time.UnixMilli(w.At)}
+}
+
+// Rewrap wraps the account key again with kek, which becomes the layer's
+// KEK: rotation (the same key, a new version) or a switch between platform
+// and customer-managed keys. No object is rewritten. The switch is two
+// record writes, each atomic: first the record holds both wraps, then only
+// the new one, so a crash in between leaves a record the old or the new
+// configuration opens.
+func (l *Layer) Rewrap(ctx context.Context, kek keys.KEK) error {
+	key, err := l.accountKey(ctx)
+	if err != nil {
+		return err
+	}
+	wrapped, err := kek.Wrap(ctx, key)
+	if err != nil {
+		return fmt.Errorf("wrap the account key with %s: %w", kek.ID(), err)
+	}
+	// The new wrap must open before the old one is dropped.
+	if back, err := kek.Unwrap(ctx, wrapped); err != nil || !bytes.Equal(back, key) {
+		return fmt.Errorf("the account key wrapped by %s does not unwrap: %v", kek.ID(), err)
+	}
+	l.mu.Lock()
+	rec := l.rec
+	l.mu.Unlock()
+	nw := wrap{KEK: kek.ID(), Wrapped: wrapped, At: l.now().UnixMilli()}
+	var both []wrap
+	for _, w := range rec.Wraps {
+		if w.KEK != kek.ID() {
+			both = append(both, w)
+		}
+	}
+	if len(both) > 0 {
+		rec.Wraps = append(both, nw)
+		if err := l.writeRecord(ctx, rec); err != nil {
+			return err
+		}
+	}
+	rec.Wraps = []wrap{nw}
+	if err := l.writeRecord(ctx, rec); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.rec, l.kek, l.cached = rec, kek, nil
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *Layer) reserved(name string) bool { return name == l.recName }
+
+func (l *Layer) check(name string) error {
+	if l.reserved(name) {
+		return fmt.Errorf("%w: %q is the account's key record", storage.ErrInvalidName, name)
+	}
+	return nil
+}
+
+// Put encrypts r into the object name.
+func (l *Layer) Put(ctx context.Context, name string, r io.Reader) error {
+	if err := l.check(name); err != nil {
+		return err
+	}
+	akey, err := l.accountKey(ctx)
+	if err != nil {
+		return err
+	}
+	header, dek, err := l.newHeader(akey, name)
+	if err != nil {
+		return err
+	}
+	aead, err := l.alg.aead(dek)
+	if err != nil {
+		return err
+	}
+	return l.inner.Put(ctx, name, &encReader{src: r, aead: aead, header: header, chunk: l.chunk, out: header})
+}
+
+func (l *Layer) newHeader(akey []byte, name string) ([]byte, []byte, error) {
+	kaead, err := l.alg.aead(akey)
+	if err != nil {
+		return nil, nil, err
+	}
+	ns := l.alg.nonceSize()
+	h := make([]byte, fixedHeader, l.headerLen)
+	copy(h, magic)
+	h[4] = byte(l.alg)
+	h[5] = l.chunkLog
+	binary.BigEndian.PutUint16(h[6:], uint16(ns+dekSize+tagSize))
+	copy(h[8:16], l.keyID[:])
+	nonce := make([]byte, ns)
+	rand.Read(nonce)
+	dek := keys.NewDEK()
+	h = append(h, nonce...)
+	h = kaead.Seal(h, nonce, dek, wrapAAD(h[:fixedHeader], name))
+	return h, dek, nil
+}
+
+func wrapAAD(fixed []byte, name string) []byte {
+	return append(append([]byte(nil), fixed...), name...)
+}
+
+// parsed is an object's opened header.
+type parsed struct {
+	header []byte
+	aead   cipher.AEAD
+	chunk  int
+}
+
+func (l *Layer) openHeader(ctx context.Context, name string, h []byte) (parsed, error) {
+	var p parsed
+	if len(h) < fixedHeader || string(h[:4]) != magic {
+		return p, fmt.Errorf("%s: not an encrypted object: %w", name, storage.ErrCorrupt)
+	}
+	alg := Algorithm(h[4])
+	if alg != l.alg {
+		return p, fmt.Errorf("%s: encrypted with %s, this layer uses %s: %w", name, alg, l.alg, storage.ErrCorrupt)
+	}
+	if h[5] < 12 || h[5] > 24 {
+		return p, fmt.Errorf("%s: bad chunk size: %w", name, storage.ErrCorrupt)
+	}
+	wl := int(binary.BigEndian.Uint16(h[6:]))
+	ns := l.alg.nonceSize()
+	if wl != ns+dekSize+tagSize || len(h) < fixedHeader+wl {
+		return p, fmt.Errorf("%s: truncated header: %w", name, storage.ErrCorrupt)
+	}
+	if !bytes.Equal(h[8:16], l.keyID[:]) {
+		return p, fmt.Errorf("%s: encrypted under another account key: %w", name, storage.ErrCorrupt)
+	}
+	akey, err := l.accountKey(ctx)
+	if err != nil {
+		return p, err
+	}
+	kaead, err := l.alg.aead(akey)
+	if err != nil {
+		return p, err
+	}
+	h = h[:fixedHeader+wl]
+	dek, err := kaead.Open(nil, h[fixedHeader:fixedHeader+ns], h[fixedHeader+ns:], wrapAAD(h[:fixedHeader], name))
+	if err != nil {
+		return p, fmt.Errorf("%s: the data key does not open: %w", name, storage.ErrCorrupt)
+	}
+	aead, err := l.alg.aead(dek)
+	if err != nil {
+		return p, err
+	}
+	return parsed{header: h, aead: aead, chunk: 1 << h[5]}, nil
+}
+
+// plainSize is the plaintext size of a stored object of the given size.
+func plainSize(stored int64, headerLen, chunk int) (int64, bool) {
+	s := stored - int64(headerLen)
+	if s < tagSize {
+		return 0, false
+	}
+	per := int64(chunk + tagSize)
+	chunks := (s + per - 1) / per
+	n := s - chunks*tagSize
+	if n < 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+func chunkNonce(dst []byte, i int64, final bool) []byte {
+	for j := range dst {
+		dst[j] = 0
+	}
+	if final {
+		dst[0] = 1
+	}
+	binary.BigEndian.PutUint64(dst[len(dst)-8:], uint64(i))
+	return dst
+}
+
+// encReader yields the header, then the sealed chunks of src, one chunk of
+// lookahead deciding which chunk is the last.
+type encReader struct {
+	src    io.Reader
+	aead   cipher.AEAD
+	header []byte
+	chunk  int
+	out    []byte // pending output
+	cur    []byte // plaintext of the chunk being built
+	next   []byte
+	index  int64
+	eof    bool
+	done   bool
+	nonce  []byte
+	sealed []byte
+}
+
+func (e *encReader) Read(p []byte) (int, error) {
+	for len(e.out) == 0 {
+		if e.done {
+			return 0, io.EOF
+		}
+		if err := e.fill(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, e.out)
+	e.out = e.out[n:]
+	return n, nil
+}
+
+func (e *encReader) readChunk(buf []byte) ([]byte, error) {
+	n, err := io.ReadFull(e.src, buf[:e.chunk])
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		e.eof = true
+		err = nil
+	}
+	return buf[:n], err
+}
+
+func (e *encReader) fill() error {
+	if e.cur == nil {
+		e.nonce = make([]byte, e.aead.NonceSize())
+		var err error
+		if e.cur, err = e.readChunk(make([]byte, e.chunk)); err != nil {
+			return err
+		}
+		e.next = make([]byte, e.chunk)
+		e.sealed = make([]byte, 0, e.chunk+tagSize)
+	}
+	final := e.eof
+	var nxt []byte
+	if !final {
+		var err error
+		if nxt, err = e.readChunk(e.next); err != nil {
+			return err
+		}
+		if len(nxt) == 0 {
+			final = true
+		}
+	}
+	e.sealed = e.aead.Seal(e.sealed[:0], chunkNonce(e.nonce, e.index, final), e.cur, e.header)
+	e.out = e.sealed
+	e.index++
+	if final {
+		e.done = true
+		return nil
+	}
+	// Swap buffers: the lookahead becomes the current chunk.
+	e.next, e.cur = e.cur[:cap(e.cur)], nxt
+	return nil
+}
+
+// Get decrypts the range [offset, offset+length) of name.
+func (l *Layer) Get(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error) {
+	if err := l.check(name); err != nil {
+		return nil, err
+	}
+	if offset < 0 {
+		offset = 0
+	}
+	if offset == 0 {
+		want := int64(-1)
+		if length >= 0 {
+			// Header and the chunks the range touches, with the configured
+			// chunk size; a different size in the header is handled below.
+			chunks := (length + int64(l.chunk) - 1) / int64(l.chunk)
+			want = int64(l.headerLen) + max(chunks, 1)*int64(l.chunk+tagSize)
+		}
+		r, err := l.inner.Get(ctx, name, 0, want)
+		if err != nil {
+			return nil, err
+		}
+		h := make([]byte, l.headerLen)
+		if _, err := io.ReadFull(r, h); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("%s: read header: %v: %w", name, err, storage.ErrCorrupt)
+		}
+		p, err := l.openHeader(ctx, name, h)
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		if p.chunk != l.chunk && length >= 0 {
+			r.Close()
+			return l.getRange(ctx, name, p, 0, length)
+		}
+		return &decReader{name: name, src: r, p: p, skip: 0, remaining: length, toEnd: length < 0}, nil
+	}
+	r, err := l.inner.Get(ctx, name, 0, int64(l.headerLen))
+	if err != nil {
+		return nil, err
+	}
+	h, err := io.ReadAll(r)
+	r.Close()
+	if err != nil {
+		return nil, err
+	}
+	p, err := l.openHeader(ctx, name, h)
+	if err != nil {
+		return nil, err
+	}
+	return l.getRange(ctx, name, p, offset, length)
+}
+
+func (l *Layer) getRange(ctx context.Context, name string, p parsed, offset, length int64) (io.ReadCloser, error) {
+	c := int64(p.chunk)
+	per := c + tagSize
+	first := offset / c
+	want := int64(-1)
+	if length >= 0 {
+		last := (offset + max(length, 1) - 1) / c
+		want = (last - first + 1) * per
+	}
+	r, err := l.inner.Get(ctx, name, int64(len(p.header))+first*per, want)
+	if err != nil {
+		return nil, err
+	}
+	d := &decReader{name: name, src: r, p: p, index: first, skip: int(offset - first*c), remaining: length, toEnd: length < 0}
+	if first > 0 {
+		d.prevCheck = func() error { return l.checkFinal(ctx, name, p, first-1) }
+	}
+	return d, nil
+}
+
+// checkFinal verifies that chunk i is the object's last: a read that starts
+// past the end must not mistake a truncated object for a short one.
+func (l *Layer) checkFinal(ctx context.Context, name string, p parsed, i int64) error {
+	per := int64(p.chunk) + tagSize
+	r, err := l.inner.Get(ctx, name, int64(len(p.header))+i*per, per)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	ct, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	nonce := make([]byte, p.aead.NonceSize())
+	if _, err := p.aead.Open(nil, chunkNonce(nonce, i, true), ct, p.header); err != nil {
+		return fmt.Errorf("%s: truncated: %w", name, storage.ErrCorrupt)
+	}
+	return nil
+}
+
+// decReader opens chunks from src in order, starting at chunk index.
+type decReader struct {
+	name      string
+	src       io.ReadCloser
+	p         parsed
+	index     int64
+	skip      int   // plaintext bytes of the first chunk before the range
+	remaining int64 // bytes still wanted (when !toEnd)
+	toEnd     bool
+	out       []byte
+	buf       []byte
+	plain     []byte
+	nonce     []byte
+	final     bool // the last chunk has been opened
+	err       error
+	started   bool
+	prevCheck func() error
+}
+
+func (d *decReader) Read(p []byte) (int, error) {
+	for len(d.out) == 0 {
+		if d.err != nil {
+			return 0, d.err
+		}
+		if !d.toEnd && d.remaining <= 0 {
+			return 0, io.EOF
+		}
+		d.err = d.next()
+	}
+	n := copy(p, d.out)
+	d.out = d.out[n:]
+	if !d.toEnd {
+		d.remaining -= int64(n)
+	}
+	return n, nil
+}
+
+func (d *decReader) corrupt(what string) error {
+	return fmt.Errorf("%s: %s: %w", d.name, what, storage.ErrCorrupt)
+}
+
+func (d *decReader) next() error {
+	if d.buf == nil {
+		d.buf = make([]byte, d.p.chunk+tagSize)
+		d.plain = make([]byte, 0, d.p.chunk)
+		d.nonce = make([]byte, d.p.aead.NonceSize())
+	}
+	if d.final {
+		// Anything after the last chunk is an extension.
+		if n, _ := io.ReadFull(d.src, d.buf[:1]); n > 0 {
+			return d.corrupt("data after the last chunk")
+		}
+		return io.EOF
+	}
+	n, err := io.ReadFull(d.src, d.buf)
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		return err
+	}
+	if n == 0 {
+		if !d.started && d.prevCheck != nil {
+			// The range starts past the end: the chunk before must be last.
+			if err := d.prevCheck(); err != nil {
+				return err
+			}
+			return io.EOF
+		}
+		if !d.toEnd {
+			// A bounded inner read ended on a chunk boundary inside the
+			// object; the range is served.
+			return io.EOF
+		}
+		return d.corrupt("truncated")
+	}
+	d.started = true
+	ct := d.buf[:n]
+	short := n < len(d.buf)
+	var plain []byte
+	if !short {
+		plain, err = d.p.aead.Open(d.plain[:0], chunkNonce(d.nonce, d.index, false), ct, d.p.header)
+	}
+	if short || err != nil {
+		plain, err = d.p.aead.Open(d.plain[:0], chunkNonce(d.nonce, d.index, true), ct, d.p.header)
+		if err != nil {
+			return d.corrupt(fmt.Sprintf("chunk %d does not authenticate", d.index))
+		}
+		d.final = true
+	}
+	d.index++
+	if d.skip > 0 {
+		if d.skip >= len(plain) {
+			d.skip -= len(plain)
+			plain = nil
+		} else {
+			plain = plain[d.skip:]
+			d.skip = 0
+		}
+	}
+	if !d.toEnd && int64(len(plain)) > d.remaining {
+		plain = plain[:d.remaining]
+	}
+	d.out = plain
+	if len(plain) == 0 && d.final {
+		return d.next()
+	}
+	return nil
+}
+
+func (d *decReader) Close() error { return d.src.Close() }
+
+// Stat describes an object with its plaintext size. It needs the key, as
+// Get Blob Properties does in Azure.
+func (l *Layer) Stat(ctx context.Context, name string) (storage.ObjectInfo, error) {
+	if err := l.check(name); err != nil {
+		return storage.ObjectInfo{}, err
+	}
+	if _, err := l.accountKey(ctx); err != nil {
+		return storage.ObjectInfo{}, err
+	}
+	oi, err := l.inner.Stat(ctx, name)
+	if err != nil {
+		return oi, err
+	}
+	n, ok := plainSize(oi.Size, l.headerLen, l.chunk)
+	if !ok {
+		return oi, fmt.Errorf("%s: stored object is too short: %w", name, storage.ErrCorrupt)
+	}
+	oi.Size = n
+	return oi, nil
+}
+
+// Delete removes an object; it needs no key.
+func (l *Layer) Delete(ctx context.Context, name string) error {
+	if err := l.check(name); err != nil {
+		return err
+	}
+	return l.inner.Delete(ctx, name)
+}
+
+// List lists objects with their plaintext sizes, without the key record.
+func (l *Layer) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	return l.inner.List(ctx, prefix, func(oi storage.ObjectInfo) error {
+		if l.reserved(oi.Name) {
+			return nil
+		}
+		if n, ok := plainSize(oi.Size, l.headerLen, l.chunk); ok {
+			oi.Size = n
+		}
+		return fn(oi)
+	})
+}
