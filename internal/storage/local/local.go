@@ -62,6 +62,13 @@ func (b *Backend) Put(ctx context.Context, name string, r io.Reader) error {
 		return mapErr(err)
 	}
 	tmp, err := os.CreateTemp(filepath.Join(b.Root, ".tmp"), "put-*")
+	if errors.Is(err, fs.ErrNotExist) {
+		// The directory was removed under us (a lost zone being rebuilt):
+		// make it again rather than fail every write from now on.
+		if err = os.MkdirAll(filepath.Join(b.Root, ".tmp"), 0o700); err == nil {
+			tmp, err = os.CreateTemp(filepath.Join(b.Root, ".tmp"), "put-*")
+		}
+	}
 	if err != nil {
 		return mapErr(err)
 	}
