@@ -142,7 +142,9 @@ func (f *fixture) open(t *testing.T, block int64) {
 	f.layer = l
 }
 
-func (f *fixture) file(i int, name string) string { return filepath.Join(f.dirs[i], filepath.FromSlash(name)) }
+func (f *fixture) file(i int, name string) string {
+	return filepath.Join(f.dirs[i], filepath.FromSlash(name))
+}
 
 func (f *fixture) states() string {
 	s := ""

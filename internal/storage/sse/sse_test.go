@@ -120,7 +120,9 @@ func TestNoPlaintextReachesTheDisk(t *testing.T) {
 }
 
 // stored returns the path of the ciphertext of name.
-func (f *fixture) stored(name string) string { return filepath.Join(f.inner.Root, filepath.FromSlash(name)) }
+func (f *fixture) stored(name string) string {
+	return filepath.Join(f.inner.Root, filepath.FromSlash(name))
+}
 
 func TestTamperingIsDetected(t *testing.T) {
 	f := newFixture(t)
