@@ -303,11 +303,20 @@ func (l *Layer) KeyInfo() KeyInfo {
 
 // Rewrap wraps the account key again with kek, which becomes the layer's
 // KEK: rotation (the same key, a new version) or a switch between platform
-// and customer-managed keys. No object is rewritten. The switch is two
-// record writes, each atomic: first the record holds both wraps, then only
-// the new one, so a crash in between leaves a record the old or the new
-// configuration opens.
+// and customer-managed keys. No object is rewritten. It is AddWrap then
+// Retain; a caller that keeps the choice of key elsewhere (the account's
+// settings) commits that choice between the two, so that a crash at any
+// point leaves a record that the configured key opens.
 func (l *Layer) Rewrap(ctx context.Context, kek keys.KEK) error {
+	if err := l.AddWrap(ctx, kek); err != nil {
+		return err
+	}
+	return l.Retain(ctx, kek)
+}
+
+// AddWrap adds (or, for the same key, replaces) a wrap of the account key
+// by kek, keeping the other wraps, in one atomic record write.
+func (l *Layer) AddWrap(ctx context.Context, kek keys.KEK) error {
 	key, err := l.accountKey(ctx)
 	if err != nil {
 		return err
@@ -316,34 +325,65 @@ func (l *Layer) Rewrap(ctx context.Context, kek keys.KEK) error {
 	if err != nil {
 		return fmt.Errorf("wrap the account key with %s: %w", kek.ID(), err)
 	}
-	// The new wrap must open before the old one is dropped.
+	// The new wrap must open before anything relies on it.
 	if back, err := kek.Unwrap(ctx, wrapped); err != nil || !bytes.Equal(back, key) {
 		return fmt.Errorf("the account key wrapped by %s does not unwrap: %v", kek.ID(), err)
 	}
 	l.mu.Lock()
 	rec := l.rec
 	l.mu.Unlock()
-	nw := wrap{KEK: kek.ID(), Wrapped: wrapped, At: l.now().UnixMilli()}
-	var both []wrap
+	ws := []wrap{}
 	for _, w := range rec.Wraps {
 		if w.KEK != kek.ID() {
-			both = append(both, w)
+			ws = append(ws, w)
 		}
 	}
-	if len(both) > 0 {
-		rec.Wraps = append(both, nw)
+	rec.Wraps = append(ws, wrap{KEK: kek.ID(), Wrapped: wrapped, At: l.now().UnixMilli()})
+	if err := l.writeRecord(ctx, rec); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.rec, l.cached = rec, nil
+	l.mu.Unlock()
+	return nil
+}
+
+// Retain makes kek the layer's KEK and drops every other wrap.
+func (l *Layer) Retain(ctx context.Context, kek keys.KEK) error {
+	l.mu.Lock()
+	rec := l.rec
+	l.mu.Unlock()
+	var keep []wrap
+	for _, w := range rec.Wraps {
+		if w.KEK == kek.ID() {
+			keep = append(keep, w)
+		}
+	}
+	if len(keep) == 0 {
+		return fmt.Errorf("the account key has no wrap by %s: %w", kek.ID(), keys.ErrKeyNotFound)
+	}
+	if len(keep) != len(rec.Wraps) {
+		rec.Wraps = keep
 		if err := l.writeRecord(ctx, rec); err != nil {
 			return err
 		}
-	}
-	rec.Wraps = []wrap{nw}
-	if err := l.writeRecord(ctx, rec); err != nil {
-		return err
 	}
 	l.mu.Lock()
 	l.rec, l.kek, l.cached = rec, kek, nil
 	l.mu.Unlock()
 	return nil
+}
+
+// Wraps names the KEKs the account key is wrapped by (two only while the
+// account switches keys).
+func (l *Layer) Wraps() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, w := range l.rec.Wraps {
+		out = append(out, w.KEK)
+	}
+	return out
 }
 
 func (l *Layer) reserved(name string) bool { return name == l.recName }
