@@ -85,8 +85,10 @@ type Layer struct {
 	pending sync.Map // names being repaired in the background
 }
 
+// nameLock orders writes (exclusive) and the start of reads (shared) of
+// one object, so a read's trailer and data come from the same version.
 type nameLock struct {
-	mu   sync.Mutex
+	mu   sync.RWMutex
 	refs int
 }
 
@@ -178,6 +180,9 @@ func (l *Layer) checkMarkers(ctx context.Context) error {
 	return l.saveState()
 }
 
+// Copies returns the layer's copies.
+func (l *Layer) Copies() []Copy { return append([]Copy(nil), l.copies...) }
+
 // Health returns every copy's health.
 func (l *Layer) Health() []Health {
 	l.mu.Lock()
@@ -222,7 +227,10 @@ func (l *Layer) saveState() error {
 	return nil
 }
 
-func (l *Layer) lock(name string) func() {
+func (l *Layer) lock(name string) func()  { return l.lockName(name, false) }
+func (l *Layer) rlock(name string) func() { return l.lockName(name, true) }
+
+func (l *Layer) lockName(name string, shared bool) func() {
 	l.locks.Lock()
 	nl := l.lockMap[name]
 	if nl == nil {
@@ -231,9 +239,17 @@ func (l *Layer) lock(name string) func() {
 	}
 	nl.refs++
 	l.locks.Unlock()
-	nl.mu.Lock()
+	if shared {
+		nl.mu.RLock()
+	} else {
+		nl.mu.Lock()
+	}
 	return func() {
-		nl.mu.Unlock()
+		if shared {
+			nl.mu.RUnlock()
+		} else {
+			nl.mu.Unlock()
+		}
 		l.locks.Lock()
 		nl.refs--
 		if nl.refs == 0 {
@@ -481,18 +497,35 @@ func (l *Layer) Get(ctx context.Context, name string, offset, length int64) (io.
 		return nil, fmt.Errorf("%w: no healthy copy", storage.ErrUnavailable)
 	}
 	g := &getReader{l: l, ctx: ctx, name: name, order: order}
-	if err := g.start(); err != nil {
+	// The trailer and the data stream are opened under the name's shared
+	// lock: a replace cannot slip in between them.
+	unlock := l.rlock(name)
+	err := g.start()
+	if err == nil {
+		if offset < 0 {
+			offset = 0
+		}
+		end := g.size
+		if length >= 0 && offset+length < end {
+			end = offset + length
+		}
+		g.pos, g.end = min(offset, g.size), end
+		if g.pos < g.end {
+			err = g.open(g.pos / l.block)
+			for err != nil && ctx.Err() == nil {
+				if ferr := g.failover(err); ferr != nil {
+					err = ferr
+					break
+				}
+				err = g.open(g.pos / l.block)
+			}
+		}
+	}
+	unlock()
+	if err != nil {
 		g.finish()
 		return nil, err
 	}
-	if offset < 0 {
-		offset = 0
-	}
-	end := g.size
-	if length >= 0 && offset+length < end {
-		end = offset + length
-	}
-	g.pos, g.end = min(offset, g.size), end
 	return g, nil
 }
 
@@ -613,20 +646,27 @@ func (g *getReader) fill() error {
 	}
 }
 
+// open opens the current copy's data from block bi to the end of the range.
+func (g *getReader) open(bi int64) error {
+	if g.src != nil {
+		g.src.Close()
+	}
+	endBlock := (g.end + g.l.block - 1) / g.l.block
+	var err error
+	g.src, err = g.l.copies[g.cur].Backend.Get(g.ctx, g.name, bi*g.l.block, (endBlock-bi)*g.l.block)
+	if err != nil {
+		g.src = nil
+		return err
+	}
+	g.block = bi
+	return nil
+}
+
 func (g *getReader) readBlock(bi int64) ([]byte, error) {
 	if g.src == nil || g.block != bi {
-		if g.src != nil {
-			g.src.Close()
-		}
-		var err error
-		// Read from this block to the end of the range in one request.
-		endBlock := (g.end + g.l.block - 1) / g.l.block
-		g.src, err = g.l.copies[g.cur].Backend.Get(g.ctx, g.name, bi*g.l.block, (endBlock-bi)*g.l.block)
-		if err != nil {
-			g.src = nil
+		if err := g.open(bi); err != nil {
 			return nil, err
 		}
-		g.block = bi
 	}
 	want := min(g.l.block, g.size-bi*g.l.block)
 	if g.buf == nil {
