@@ -337,6 +337,19 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}},
 		{"DELETE /api/2.0/global-init-scripts/{script_id}", "admin", func() call { return call{method: "DELETE", path: "/api/2.0/global-init-scripts/" + script()} }},
 
+		// The storage account's admin API: admins only. Failover and the
+		// geo-replication status need a geo-redundant account; the storage
+		// tests cover their authorization.
+		{"GET /api/2.0/tandem/storage/account", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/storage/account"} }},
+		{"PATCH /api/2.0/tandem/storage/account", "admin", func() call {
+			return call{method: "PATCH", path: "/api/2.0/tandem/storage/account", body: map[string]any{"redundancy": "LRS"}}
+		}},
+		{"GET /api/2.0/tandem/storage/health", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/storage/health"} }},
+		{"POST /api/2.0/tandem/storage/rotate-key", "admin", func() call { return call{method: "POST", path: "/api/2.0/tandem/storage/rotate-key"} }},
+		{"POST /api/2.0/tandem/storage/scrub", "admin", func() call { return call{method: "POST", path: "/api/2.0/tandem/storage/scrub"} }},
+		{"GET /api/2.0/tandem/storage/geo-replication", "admin", nil},
+		{"POST /api/2.0/tandem/storage/failover", "admin", nil},
+
 		// Notification destinations: admins change them, everyone sees them.
 		{"POST /api/2.0/notification-destinations", "admin", func() call {
 			return call{method: "POST", path: "/api/2.0/notification-destinations", body: map[string]any{"display_name": "d",

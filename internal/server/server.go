@@ -34,7 +34,7 @@ import (
 	"github.com/tandemdata/tandem/internal/principal"
 	"github.com/tandemdata/tandem/internal/secrets"
 	"github.com/tandemdata/tandem/internal/storage"
-	"github.com/tandemdata/tandem/internal/storage/local"
+	"github.com/tandemdata/tandem/internal/storage/account"
 	"github.com/tandemdata/tandem/internal/store"
 	"github.com/tandemdata/tandem/internal/store/sqlstore"
 	"github.com/tandemdata/tandem/internal/workspace"
@@ -53,7 +53,10 @@ type Server struct {
 	// Keys is the platform keyring (DATA_DIR/keys).
 	Keys *keys.Keyring
 	// Storage is the region's storage account: DBFS and workspace contents.
-	Storage     storage.Backend
+	Storage storage.Backend
+	// StorageAccount is Storage with its admin side (settings, health,
+	// failover).
+	StorageAccount *account.Account
 	Jobs        *jobs.Service
 	Workspace   *workspace.Service
 	DBFS        *dbfs.Service
@@ -125,9 +128,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if s.Keys, err = keys.OpenKeyring(filepath.Join(cfg.DataDir, "keys")); err != nil {
 		return nil, err
 	}
-	if s.Storage, err = local.New(filepath.Join(cfg.DataDir, "storage")); err != nil {
-		return nil, err
+	if s.StorageAccount, err = s.openStorage(ctx); err != nil {
+		return nil, fmt.Errorf("open the storage account: %w", err)
 	}
+	s.Storage = s.StorageAccount
 	info, err := s.workspaceInfo(ctx)
 	if err != nil {
 		return nil, err
@@ -213,9 +217,27 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.mux.Handle(s.InitScripts.Routes()...)
 	s.mux.Handle(s.Diagnostics.Routes()...)
 	s.mux.Handle(s.Metrics.Routes()...)
-	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run, s.Workspace.Run, s.DBFS.Run, s.Diagnostics.Run)
+	s.mux.Handle(s.StorageAccount.Routes()...)
+	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run, s.Workspace.Run, s.DBFS.Run, s.Diagnostics.Run, s.StorageAccount.Run)
 	ok = true
 	return s, nil
+}
+
+// openStorage opens the region's storage account (DATA_DIR/storage),
+// creating it with the configured defaults on first start.
+func (s *Server) openStorage(ctx context.Context) (*account.Account, error) {
+	ttl, scrub := s.cfg.StorageDurations()
+	red, err := account.ParseRedundancy(s.cfg.Storage.Redundancy)
+	if err != nil {
+		return nil, err
+	}
+	return account.Open(ctx, account.Options{
+		Name: "root", Dir: filepath.Join(s.cfg.DataDir, "storage"), Zones: s.cfg.Storage.Zones,
+		Store: s.Store, Keys: s.Keys, KeyCacheTTL: ttl, ScrubInterval: scrub,
+		Defaults: account.Settings{Redundancy: red, Encryption: account.Encryption{
+			KeySource: account.KeySourcePlatform, InfrastructureEncryption: s.cfg.Storage.InfrastructureEncryption}},
+		Log: s.log.With("component", "storage"),
+	})
 }
 
 func (s *Server) serverCertificate() (tls.Certificate, error) {
@@ -330,6 +352,9 @@ func (s *Server) closeState() error {
 	var errs []error
 	if s.Diagnostics != nil {
 		errs = append(errs, s.Diagnostics.Close())
+	}
+	if s.StorageAccount != nil {
+		errs = append(errs, s.StorageAccount.Close())
 	}
 	if s.Journal != nil {
 		errs = append(errs, s.Journal.Close())

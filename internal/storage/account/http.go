@@ -1,0 +1,142 @@
+package account
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/tandemdata/tandem/internal/api"
+	"github.com/tandemdata/tandem/internal/principal"
+)
+
+// Routes returns the storage admin API: account settings and status, copy
+// health, geo-replication (Last Sync Time), key rotation, failover and a
+// scrub on demand. Every route is admin-only and audited (category
+// "storage"); vault tokens never reach a response or an audit record.
+func (a *Account) Routes() []api.Route {
+	r := func(pattern, action string, h api.Handler) api.Route {
+		return api.Route{Pattern: pattern, Category: "storage", Action: action, Handler: a.admin(h)}
+	}
+	return []api.Route{
+		r("GET /api/2.0/tandem/storage/account", "getAccount", a.getAccount),
+		r("PATCH /api/2.0/tandem/storage/account", "updateAccount", a.updateAccount),
+		r("GET /api/2.0/tandem/storage/health", "getHealth", a.getHealth),
+		r("GET /api/2.0/tandem/storage/geo-replication", "getGeoReplication", a.getGeo),
+		r("POST /api/2.0/tandem/storage/rotate-key", "rotateKey", a.rotateKey),
+		r("POST /api/2.0/tandem/storage/failover", "failover", a.failover),
+		r("POST /api/2.0/tandem/storage/scrub", "scrub", a.scrub),
+	}
+}
+
+func (a *Account) admin(h api.Handler) api.Handler {
+	return func(ctx context.Context, req *api.Request) (any, error) {
+		p, _ := principal.From(ctx)
+		if !p.Admin {
+			return nil, api.Denied("Only workspace admins can manage the storage account.")
+		}
+		return h(ctx, req)
+	}
+}
+
+func (a *Account) getAccount(ctx context.Context, req *api.Request) (any, error) {
+	return a.Status(), nil
+}
+
+// updateRequest is a partial update: absent fields keep their value; an
+// encryption object replaces the whole encryption setting.
+type updateRequest struct {
+	Redundancy *string     `json:"redundancy"`
+	Encryption *Encryption `json:"encryption"`
+}
+
+func (a *Account) updateAccount(ctx context.Context, req *api.Request) (any, error) {
+	var u updateRequest
+	if err := req.Decode(&u); err != nil {
+		return nil, err
+	}
+	if u.Redundancy == nil && u.Encryption == nil {
+		return nil, api.InvalidParam("Nothing to update: send redundancy and/or encryption.")
+	}
+	next := a.Settings()
+	// Keep the stored sealed tokens when the same vault is named again.
+	a.mu.RLock()
+	cur := a.set
+	a.mu.RUnlock()
+	next.Encryption = cur.Encryption
+	if u.Redundancy != nil {
+		r, err := ParseRedundancy(*u.Redundancy)
+		if err != nil {
+			return nil, api.InvalidParam("%v", err)
+		}
+		next.Redundancy = r
+	}
+	if u.Encryption != nil {
+		e := *u.Encryption
+		if e.KeySource == "" {
+			e.KeySource = KeySourcePlatform
+		}
+		next.Encryption = e
+		keepTokens(cur.Encryption, &next.Encryption)
+	}
+	p, _ := principal.From(ctx)
+	if _, err := a.Update(ctx, next, p.Name); err != nil {
+		var inv *InvalidError
+		if errors.As(err, &inv) {
+			return nil, api.InvalidParam("%v", inv.Err)
+		}
+		return nil, err
+	}
+	return a.Status(), nil
+}
+
+func (a *Account) getHealth(ctx context.Context, req *api.Request) (any, error) {
+	s := a.Status()
+	return map[string]any{"copies": s.Copies, "secondary_copies": s.SecondaryCopies, "redundancy": s.Settings.Redundancy}, nil
+}
+
+func (a *Account) getGeo(ctx context.Context, req *api.Request) (any, error) {
+	s := a.Status()
+	if s.GeoReplication == nil {
+		return nil, api.Errorf(api.InvalidState, "The account is %s: it is not geo-replicated (use GRS, GZRS, RA-GRS or RA-GZRS).", s.Settings.Redundancy)
+	}
+	return s.GeoReplication, nil
+}
+
+func (a *Account) rotateKey(ctx context.Context, req *api.Request) (any, error) {
+	return a.RotateKey(ctx)
+}
+
+func (a *Account) failover(ctx context.Context, req *api.Request) (any, error) {
+	var body struct {
+		FailoverType string `json:"failover_type"`
+	}
+	if err := req.Decode(&body); err != nil {
+		return nil, err
+	}
+	kind := Unplanned
+	switch strings.ToLower(body.FailoverType) {
+	case "", "unplanned":
+	case "planned":
+		kind = Planned
+	default:
+		return nil, api.InvalidParam("failover_type %q is not Planned or Unplanned.", body.FailoverType)
+	}
+	p, _ := principal.From(ctx)
+	if _, err := a.Failover(ctx, kind, p.Name); err != nil {
+		var inv *InvalidError
+		if errors.As(err, &inv) {
+			return nil, api.Errorf(api.InvalidState, "%v", inv.Err)
+		}
+		return nil, err
+	}
+	return a.Status(), nil
+}
+
+func (a *Account) scrub(ctx context.Context, req *api.Request) (any, error) {
+	rep, err := a.Scrub(ctx)
+	if err != nil && len(rep.Lost) == 0 {
+		return nil, err
+	}
+	return map[string]any{"objects": rep.Objects, "repaired": rep.Repaired, "removed": rep.Removed, "lost": rep.Lost,
+		"restored_copies": rep.Restored, "took_ms": rep.Took.Milliseconds()}, nil
+}
