@@ -57,11 +57,11 @@ type Server struct {
 	// StorageAccount is Storage with its admin side (settings, health,
 	// failover).
 	StorageAccount *account.Account
-	Jobs        *jobs.Service
-	Workspace   *workspace.Service
-	DBFS        *dbfs.Service
-	Secrets     *secrets.Service
-	InitScripts *initscripts.Service
+	Jobs           *jobs.Service
+	Workspace      *workspace.Service
+	DBFS           *dbfs.Service
+	Secrets        *secrets.Service
+	InitScripts    *initscripts.Service
 	// Metrics is the region's Prometheus registry, served at /metrics.
 	Metrics *metrics.Registry
 	// Diagnostics delivers audit records to the diagnostic settings'
