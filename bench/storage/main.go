@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,7 +51,7 @@ func main() {
 		azurite  = flag.String("azurite", ".tools/node_modules/.bin/azurite-blob", "azurite-blob to start (empty: skip Azurite)")
 		geoRate  = flag.Int("geo-rate", 20, "MB/s written during the geo-replication lag measurement (0: skip)")
 		geoFor   = flag.Duration("geo-duration", 20*time.Second, "length of the geo-replication lag measurement")
-		only     = flag.String("only", "", "run only configurations whose name contains this")
+		only     = flag.String("only", "", "run only configurations whose name matches this regular expression")
 	)
 	flag.Parse()
 	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -115,7 +116,7 @@ func main() {
 			rand.Read(data)
 			count := max(*total/size, 2)
 			for i, c := range configs {
-				if *only != "" && !strings.Contains(c.name, *only) {
+				if *only != "" && !regexp.MustCompile(*only).MatchString(c.name) {
 					continue
 				}
 				dir := filepath.Join(work, fmt.Sprintf("r%d-s%d-c%d", r, size, i))

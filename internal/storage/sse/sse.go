@@ -412,7 +412,12 @@ func (l *Layer) Put(ctx context.Context, name string, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	return l.inner.Put(ctx, name, &encReader{src: r, aead: aead, header: header, chunk: l.chunk, out: header})
+	p := newBufPipe()
+	p.run(func() error { return seal(r, aead, header, l.chunk, p) })
+	err = l.inner.Put(ctx, name, p)
+	// The producer must be done with r before Put returns.
+	p.Close()
+	return err
 }
 
 func (l *Layer) newHeader(akey []byte, name string) ([]byte, []byte, error) {
@@ -512,79 +517,6 @@ func chunkNonce(dst []byte, i int64, final bool) []byte {
 	return dst
 }
 
-// encReader yields the header, then the sealed chunks of src, one chunk of
-// lookahead deciding which chunk is the last.
-type encReader struct {
-	src    io.Reader
-	aead   cipher.AEAD
-	header []byte
-	chunk  int
-	out    []byte // pending output
-	cur    []byte // plaintext of the chunk being built
-	next   []byte
-	index  int64
-	eof    bool
-	done   bool
-	nonce  []byte
-	sealed []byte
-}
-
-func (e *encReader) Read(p []byte) (int, error) {
-	for len(e.out) == 0 {
-		if e.done {
-			return 0, io.EOF
-		}
-		if err := e.fill(); err != nil {
-			return 0, err
-		}
-	}
-	n := copy(p, e.out)
-	e.out = e.out[n:]
-	return n, nil
-}
-
-func (e *encReader) readChunk(buf []byte) ([]byte, error) {
-	n, err := io.ReadFull(e.src, buf[:e.chunk])
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		e.eof = true
-		err = nil
-	}
-	return buf[:n], err
-}
-
-func (e *encReader) fill() error {
-	if e.cur == nil {
-		e.nonce = make([]byte, e.aead.NonceSize())
-		var err error
-		if e.cur, err = e.readChunk(make([]byte, e.chunk)); err != nil {
-			return err
-		}
-		e.next = make([]byte, e.chunk)
-		e.sealed = make([]byte, 0, e.chunk+tagSize)
-	}
-	final := e.eof
-	var nxt []byte
-	if !final {
-		var err error
-		if nxt, err = e.readChunk(e.next); err != nil {
-			return err
-		}
-		if len(nxt) == 0 {
-			final = true
-		}
-	}
-	e.sealed = e.aead.Seal(e.sealed[:0], chunkNonce(e.nonce, e.index, final), e.cur, e.header)
-	e.out = e.sealed
-	e.index++
-	if final {
-		e.done = true
-		return nil
-	}
-	// Swap buffers: the lookahead becomes the current chunk.
-	e.next, e.cur = e.cur[:cap(e.cur)], nxt
-	return nil
-}
-
 // Get decrypts the range [offset, offset+length) of name.
 func (l *Layer) Get(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error) {
 	if err := l.check(name); err != nil {
@@ -619,7 +551,10 @@ func (l *Layer) Get(ctx context.Context, name string, offset, length int64) (io.
 			r.Close()
 			return l.getRange(ctx, name, p, 0, length)
 		}
-		return &decReader{name: name, src: r, p: p, skip: 0, remaining: length, toEnd: length < 0}, nil
+		if want >= 0 {
+			want -= int64(l.headerLen)
+		}
+		return stream(r, p, openRange{name: name, remaining: length, toEnd: length < 0, want: want}), nil
 	}
 	r, err := l.inner.Get(ctx, name, 0, int64(l.headerLen))
 	if err != nil {
@@ -650,11 +585,17 @@ func (l *Layer) getRange(ctx context.Context, name string, p parsed, offset, len
 	if err != nil {
 		return nil, err
 	}
-	d := &decReader{name: name, src: r, p: p, index: first, skip: int(offset - first*c), remaining: length, toEnd: length < 0}
+	rg := openRange{name: name, first: first, skip: offset - first*c, remaining: length, toEnd: length < 0, want: want}
 	if first > 0 {
-		d.prevCheck = func() error { return l.checkFinal(ctx, name, p, first-1) }
+		rg.prevCheck = func() error { return l.checkFinal(ctx, name, p, first-1) }
 	}
-	return d, nil
+	return stream(r, p, rg), nil
+}
+
+func stream(r io.ReadCloser, p parsed, rg openRange) io.ReadCloser {
+	bp := newBufPipe()
+	bp.run(func() error { return open(r, p, rg, bp) })
+	return bp
 }
 
 // checkFinal verifies that chunk i is the object's last: a read that starts
@@ -676,115 +617,6 @@ func (l *Layer) checkFinal(ctx context.Context, name string, p parsed, i int64) 
 	}
 	return nil
 }
-
-// decReader opens chunks from src in order, starting at chunk index.
-type decReader struct {
-	name      string
-	src       io.ReadCloser
-	p         parsed
-	index     int64
-	skip      int   // plaintext bytes of the first chunk before the range
-	remaining int64 // bytes still wanted (when !toEnd)
-	toEnd     bool
-	out       []byte
-	buf       []byte
-	plain     []byte
-	nonce     []byte
-	final     bool // the last chunk has been opened
-	err       error
-	started   bool
-	prevCheck func() error
-}
-
-func (d *decReader) Read(p []byte) (int, error) {
-	for len(d.out) == 0 {
-		if d.err != nil {
-			return 0, d.err
-		}
-		if !d.toEnd && d.remaining <= 0 {
-			return 0, io.EOF
-		}
-		d.err = d.next()
-	}
-	n := copy(p, d.out)
-	d.out = d.out[n:]
-	if !d.toEnd {
-		d.remaining -= int64(n)
-	}
-	return n, nil
-}
-
-func (d *decReader) corrupt(what string) error {
-	return fmt.Errorf("%s: %s: %w", d.name, what, storage.ErrCorrupt)
-}
-
-func (d *decReader) next() error {
-	if d.buf == nil {
-		d.buf = make([]byte, d.p.chunk+tagSize)
-		d.plain = make([]byte, 0, d.p.chunk)
-		d.nonce = make([]byte, d.p.aead.NonceSize())
-	}
-	if d.final {
-		// Anything after the last chunk is an extension.
-		if n, _ := io.ReadFull(d.src, d.buf[:1]); n > 0 {
-			return d.corrupt("data after the last chunk")
-		}
-		return io.EOF
-	}
-	n, err := io.ReadFull(d.src, d.buf)
-	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-		return err
-	}
-	if n == 0 {
-		if !d.started && d.prevCheck != nil {
-			// The range starts past the end: the chunk before must be last.
-			if err := d.prevCheck(); err != nil {
-				return err
-			}
-			return io.EOF
-		}
-		if !d.toEnd {
-			// A bounded inner read ended on a chunk boundary inside the
-			// object; the range is served.
-			return io.EOF
-		}
-		return d.corrupt("truncated")
-	}
-	d.started = true
-	ct := d.buf[:n]
-	short := n < len(d.buf)
-	var plain []byte
-	if !short {
-		plain, err = d.p.aead.Open(d.plain[:0], chunkNonce(d.nonce, d.index, false), ct, d.p.header)
-	}
-	if short || err != nil {
-		plain, err = d.p.aead.Open(d.plain[:0], chunkNonce(d.nonce, d.index, true), ct, d.p.header)
-		if err != nil {
-			return d.corrupt(fmt.Sprintf("chunk %d does not authenticate", d.index))
-		}
-		d.final = true
-	}
-	d.index++
-	if d.skip > 0 {
-		if d.skip >= len(plain) {
-			d.skip -= len(plain)
-			plain = nil
-		} else {
-			plain = plain[d.skip:]
-			d.skip = 0
-		}
-	}
-	if !d.toEnd && int64(len(plain)) > d.remaining {
-		plain = plain[:d.remaining]
-	}
-	d.out = plain
-	if len(plain) == 0 && d.final {
-		return d.next()
-	}
-	return nil
-}
-
-func (d *decReader) Close() error { return d.src.Close() }
 
 // Stat describes an object with its plaintext size. It needs the key, as
 // Get Blob Properties does in Azure.
