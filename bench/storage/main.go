@@ -92,7 +92,7 @@ func main() {
 		configs = append(configs, config{"Azurite (azblob client)", func(dir string) (storage.Backend, func()) {
 			n++
 			return must(azureblob.New(ctx, azureblob.Config{ServiceURL: url, Account: "devstoreaccount1",
-				Key: "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
+				Key:       "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
 				Container: fmt.Sprintf("bench-%d", n)})), func() {}
 		}})
 	}

@@ -57,6 +57,26 @@ func (p *bufPipe) send(b []byte) bool {
 	}
 }
 
+// pooledSize is the size of the buffers shared by every stream: a batch
+// of default-size chunks with their tags (other sizes are allocated).
+const pooledSize = (batchChunks + 1) * (defaultChunk + tagSize)
+
+var pool = sync.Pool{New: func() any { b := make([]byte, pooledSize); return &b }}
+
+func getBuf(n int) []byte {
+	if n > pooledSize {
+		return make([]byte, n)
+	}
+	return (*pool.Get().(*[]byte))[:n]
+}
+
+func putBuf(b []byte) {
+	if cap(b) == pooledSize {
+		b = b[:cap(b)]
+		pool.Put(&b)
+	}
+}
+
 // buffer returns a buffer of n bytes, reusing one the reader is done with.
 func (p *bufPipe) buffer(n int) []byte {
 	select {
@@ -64,9 +84,23 @@ func (p *bufPipe) buffer(n int) []byte {
 		if cap(b) >= n {
 			return b[:n]
 		}
+		putBuf(b)
 	default:
 	}
-	return make([]byte, n)
+	return getBuf(n)
+}
+
+// release returns the pipe's spare buffers to the shared pool; the
+// producer has finished.
+func (p *bufPipe) release() {
+	for {
+		select {
+		case b := <-p.free:
+			putBuf(b)
+		default:
+			return
+		}
+	}
 }
 
 func (p *bufPipe) Read(b []byte) (int, error) {
@@ -75,11 +109,13 @@ func (p *bufPipe) Read(b []byte) (int, error) {
 			select {
 			case p.free <- p.whole[:cap(p.whole)]:
 			default:
+				putBuf(p.whole)
 			}
 			p.whole = nil
 		}
 		buf, ok := <-p.ch
 		if !ok {
+			p.release()
 			if p.err != nil {
 				return 0, p.err
 			}
@@ -137,7 +173,8 @@ func seal(src io.Reader, aead cipher.AEAD, header []byte, chunk int, p *bufPipe)
 	}
 	// Plaintext slots for a batch and one chunk of lookahead, which
 	// decides whether a chunk is the last; both reused for every batch.
-	slots := make([]byte, (batchChunks+1)*chunk)
+	slots := getBuf((batchChunks + 1) * chunk)
+	defer putBuf(slots)
 	slot := func(i int) []byte { return slots[i*chunk : (i+1)*chunk] }
 	nn, eof, err := readChunk(src, slot(0))
 	if err != nil {
@@ -204,7 +241,8 @@ func corrupt(name, what string) error {
 func open(src io.ReadCloser, pr parsed, rg openRange, p *bufPipe) error {
 	defer src.Close()
 	per := pr.chunk + tagSize
-	buf := make([]byte, batchChunks*per)
+	buf := getBuf(batchChunks * per)
+	defer putBuf(buf)
 	index, got := rg.first, int64(0)
 	started := false
 	for {
