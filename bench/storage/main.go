@@ -115,17 +115,37 @@ func main() {
 			data := make([]byte, size<<20)
 			rand.Read(data)
 			count := max(*total/size, 2)
+			// Every configuration is open at once and the objects are
+			// written and read in turn, one object per configuration: the
+			// machine's noise (other work's fsyncs) falls on all alike.
+			var open []int
+			backends := map[int]storage.Backend{}
+			closers := map[int]func(){}
 			for i, c := range configs {
 				if *only != "" && !regexp.MustCompile(*only).MatchString(c.name) {
 					continue
 				}
 				dir := filepath.Join(work, fmt.Sprintf("r%d-s%d-c%d", r, size, i))
-				b, closeFn := c.open(dir)
-				p, g := measure(b, data, count)
-				closeFn()
-				os.RemoveAll(dir)
-				puts[key{i, size}] = append(puts[key{i, size}], p)
-				gets[key{i, size}] = append(gets[key{i, size}], g)
+				backends[i], closers[i] = c.open(dir)
+				open = append(open, i)
+			}
+			putT, getT := map[int]time.Duration{}, map[int]time.Duration{}
+			for n := 0; n < count; n++ {
+				for _, i := range open {
+					putT[i] += timePut(backends[i], fmt.Sprintf("bench/%06d", n), data)
+				}
+			}
+			for n := 0; n < count; n++ {
+				for _, i := range open {
+					getT[i] += timeGet(backends[i], fmt.Sprintf("bench/%06d", n), len(data))
+				}
+			}
+			mb := float64(count*len(data)) / 1e6
+			for _, i := range open {
+				closers[i]()
+				os.RemoveAll(filepath.Join(work, fmt.Sprintf("r%d-s%d-c%d", r, size, i)))
+				puts[key{i, size}] = append(puts[key{i, size}], mb/putT[i].Seconds())
+				gets[key{i, size}] = append(gets[key{i, size}], mb/getT[i].Seconds())
 			}
 		}
 	}
@@ -168,31 +188,26 @@ func openAccount(dir string, ring *keys.Keyring, set account.Settings) *account.
 	return must(account.Open(ctx, account.Options{Name: "bench", Dir: filepath.Join(dir, "storage"), Store: st, Keys: ring, Defaults: set}))
 }
 
-// measure writes count objects of data, then reads them all back, and
-// returns put and get throughput in MB/s (10^6 bytes).
-func measure(b storage.Backend, data []byte, count int) (float64, float64) {
+func timePut(b storage.Backend, name string, data []byte) time.Duration {
 	start := time.Now()
-	for i := 0; i < count; i++ {
-		if err := b.Put(ctx, fmt.Sprintf("bench/%06d", i), bytes.NewReader(data)); err != nil {
-			log.Fatalf("put: %v", err)
-		}
+	if err := b.Put(ctx, name, bytes.NewReader(data)); err != nil {
+		log.Fatalf("put: %v", err)
 	}
-	put := time.Since(start)
-	start = time.Now()
-	for i := 0; i < count; i++ {
-		r, err := b.Get(ctx, fmt.Sprintf("bench/%06d", i), 0, -1)
-		if err != nil {
-			log.Fatalf("get: %v", err)
-		}
-		n, err := io.Copy(io.Discard, r)
-		r.Close()
-		if err != nil || n != int64(len(data)) {
-			log.Fatalf("get: %d bytes, %v", n, err)
-		}
+	return time.Since(start)
+}
+
+func timeGet(b storage.Backend, name string, size int) time.Duration {
+	start := time.Now()
+	r, err := b.Get(ctx, name, 0, -1)
+	if err != nil {
+		log.Fatalf("get: %v", err)
 	}
-	get := time.Since(start)
-	mb := float64(count*len(data)) / 1e6
-	return mb / put.Seconds(), mb / get.Seconds()
+	n, err := io.Copy(io.Discard, r)
+	r.Close()
+	if err != nil || n != int64(size) {
+		log.Fatalf("get: %d bytes, %v", n, err)
+	}
+	return time.Since(start)
 }
 
 func median(v []float64) float64 {

@@ -253,3 +253,24 @@ func (b *Backend) Append(ctx context.Context, name string, r io.Reader) error {
 	}
 	return nil
 }
+
+// WriteTo lets a source that writes whole buffers (the encryption layer's
+// stream) write them to the file directly, checking ctx between writes.
+func (c ctxReader) WriteTo(w io.Writer) (int64, error) {
+	if wt, ok := c.r.(io.WriterTo); ok {
+		return wt.WriteTo(ctxWriter{c.ctx, w})
+	}
+	return io.CopyBuffer(w, struct{ io.Reader }{c}, make([]byte, 256<<10))
+}
+
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}

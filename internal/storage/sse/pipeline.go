@@ -103,7 +103,9 @@ func (p *bufPipe) release() {
 	}
 }
 
-func (p *bufPipe) Read(b []byte) (int, error) {
+// fill makes cur the next buffer, recycling the one consumed; it returns
+// io.EOF or the producer's error at the end.
+func (p *bufPipe) fill() error {
 	for len(p.cur) == 0 {
 		if p.whole != nil {
 			select {
@@ -117,15 +119,42 @@ func (p *bufPipe) Read(b []byte) (int, error) {
 		if !ok {
 			p.release()
 			if p.err != nil {
-				return 0, p.err
+				return p.err
 			}
-			return 0, io.EOF
+			return io.EOF
 		}
 		p.cur, p.whole = buf, buf
+	}
+	return nil
+}
+
+func (p *bufPipe) Read(b []byte) (int, error) {
+	if err := p.fill(); err != nil {
+		return 0, err
 	}
 	n := copy(b, p.cur)
 	p.cur = p.cur[n:]
 	return n, nil
+}
+
+// WriteTo hands whole buffers to w (io.Copy prefers it), saving a copy
+// through a small buffer on the hot path of every get and put.
+func (p *bufPipe) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		if err := p.fill(); err != nil {
+			if err == io.EOF {
+				return total, nil
+			}
+			return total, err
+		}
+		n, err := w.Write(p.cur)
+		total += int64(n)
+		p.cur = p.cur[n:]
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 // Close stops the producer and waits for it.
