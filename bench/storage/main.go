@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -104,7 +105,7 @@ func main() {
 		}
 		sizes = append(sizes, n)
 	}
-	fmt.Printf("storage benchmark: %d MiB per configuration and size, %d rounds (median), GOMAXPROCS=%s\n\n", *total, *rounds, os.Getenv("GOMAXPROCS"))
+	fmt.Printf("storage benchmark: %d MiB per configuration and size, %d rounds (median), GOMAXPROCS=%d\n\n", *total, *rounds, runtime.GOMAXPROCS(0))
 	type key struct {
 		cfg  int
 		size int

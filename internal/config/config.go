@@ -78,6 +78,19 @@ type Storage struct {
 	KeyCacheTTL string `json:"key_cache_ttl"`
 	// ScrubInterval is the time between full scrubber passes ("24h").
 	ScrubInterval string `json:"scrub_interval"`
+	// Azure, if set, keeps every copy (and zone, and the secondary's
+	// copies) as a container of an Azure Blob Storage account instead of a
+	// directory.
+	Azure *StorageAzure `json:"azure,omitempty"`
+}
+
+// StorageAzure names an Azure Blob Storage account (or Azurite) for the
+// storage account's copies: containers <container_prefix>-<site>-<copy>.
+type StorageAzure struct {
+	ServiceURL      string `json:"service_url"`
+	Account         string `json:"account"`
+	Key             string `json:"key"`
+	ContainerPrefix string `json:"container_prefix"`
 }
 
 // Log configures the server's own log.
@@ -182,6 +195,9 @@ func (c *Config) Validate() error {
 	case "LRS", "ZRS", "GRS", "GZRS", "RA-GRS", "RA-GZRS":
 	default:
 		return fmt.Errorf("storage.redundancy %q is not one of LRS, ZRS, GRS, GZRS, RA-GRS, RA-GZRS", c.Storage.Redundancy)
+	}
+	if az := c.Storage.Azure; az != nil && (az.ServiceURL == "" || az.Account == "" || az.Key == "") {
+		return fmt.Errorf("storage.azure needs service_url, account and key")
 	}
 	if len(c.Storage.Zones) != 0 && len(c.Storage.Zones) != 3 {
 		return fmt.Errorf("storage.zones lists %d directories; ZRS needs three", len(c.Storage.Zones))

@@ -35,6 +35,7 @@ import (
 	"github.com/tandemdata/tandem/internal/secrets"
 	"github.com/tandemdata/tandem/internal/storage"
 	"github.com/tandemdata/tandem/internal/storage/account"
+	"github.com/tandemdata/tandem/internal/storage/azureblob"
 	"github.com/tandemdata/tandem/internal/store"
 	"github.com/tandemdata/tandem/internal/store/sqlstore"
 	"github.com/tandemdata/tandem/internal/workspace"
@@ -231,8 +232,12 @@ func (s *Server) openStorage(ctx context.Context) (*account.Account, error) {
 	if err != nil {
 		return nil, err
 	}
+	var copies account.CopiesFunc
+	if az := s.cfg.Storage.Azure; az != nil {
+		copies = account.AzureCopies(azureblob.Config{ServiceURL: az.ServiceURL, Account: az.Account, Key: az.Key}, az.ContainerPrefix)
+	}
 	return account.Open(ctx, account.Options{
-		Name: "root", Dir: filepath.Join(s.cfg.DataDir, "storage"), Zones: s.cfg.Storage.Zones,
+		Name: "root", Dir: filepath.Join(s.cfg.DataDir, "storage"), Zones: s.cfg.Storage.Zones, Copies: copies,
 		Store: s.Store, Keys: s.Keys, KeyCacheTTL: ttl, ScrubInterval: scrub,
 		Defaults: account.Settings{Redundancy: red, Encryption: account.Encryption{
 			KeySource: account.KeySourcePlatform, InfrastructureEncryption: s.cfg.Storage.InfrastructureEncryption}},

@@ -11,11 +11,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/tandemdata/tandem/internal/keys"
 	"github.com/tandemdata/tandem/internal/storage"
+	"github.com/tandemdata/tandem/internal/storage/azureblob"
 	"github.com/tandemdata/tandem/internal/storage/geo"
 	"github.com/tandemdata/tandem/internal/storage/local"
 	"github.com/tandemdata/tandem/internal/storage/redundancy"
@@ -153,6 +155,31 @@ func dirCopies(dir string, zones []string) CopiesFunc {
 				name, path = fmt.Sprintf("zone-%d", i), zones[i-1]
 			}
 			b, err := local.New(path)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, redundancy.Copy{Name: name, Backend: b})
+		}
+		return out, nil
+	}
+}
+
+// AzureCopies keeps copies as containers of one Azure Blob Storage account:
+// <prefix>-<site>-copy-N for LRS, <prefix>-<site>-zone-N for ZRS.
+func AzureCopies(cfg azureblob.Config, prefix string) CopiesFunc {
+	if prefix == "" {
+		prefix = "tandem"
+	}
+	return func(ctx context.Context, site string, zoned bool) ([]redundancy.Copy, error) {
+		var out []redundancy.Copy
+		for i := 1; i <= 3; i++ {
+			name := fmt.Sprintf("copy-%d", i)
+			if zoned {
+				name = fmt.Sprintf("zone-%d", i)
+			}
+			c := cfg
+			c.Container = strings.ToLower(prefix + "-" + site + "-" + name)
+			b, err := azureblob.New(ctx, c)
 			if err != nil {
 				return nil, err
 			}

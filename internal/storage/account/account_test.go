@@ -168,19 +168,8 @@ var containers atomic.Int64
 
 func azureCopies(t *testing.T) CopiesFunc {
 	az := testenv.Azurite(t)
-	prefix := fmt.Sprintf("acct%d", containers.Add(1))
-	return func(ctx context.Context, site string, zoned bool) ([]redundancy.Copy, error) {
-		var out []redundancy.Copy
-		for i := 1; i <= 3; i++ {
-			name := fmt.Sprintf("%s-%s-%d", prefix, site, i)
-			b, err := azureblob.New(ctx, azureblob.Config{ServiceURL: az.URL, Account: az.Account, Key: az.Key, Container: name, BlockSize: 1 << 20})
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, redundancy.Copy{Name: name, Backend: b})
-		}
-		return out, nil
-	}
+	return AzureCopies(azureblob.Config{ServiceURL: az.URL, Account: az.Account, Key: az.Key, BlockSize: 1 << 20},
+		fmt.Sprintf("acct%d", containers.Add(1)))
 }
 
 func TestNoPlaintextReachesAzurite(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/databricks/databricks-sdk-go/apierr"
 	"github.com/databricks/databricks-sdk-go/service/files"
 
+	"github.com/tandemdata/tandem/internal/config"
 	"github.com/tandemdata/tandem/internal/server/servertest"
 	"github.com/tandemdata/tandem/internal/testenv"
 )
@@ -194,4 +195,42 @@ func kvDo(t *testing.T, kv *testenv.KeyVaultServer, path string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// TestRegionKeepsItsCopiesInAzurite configures a region's storage account
+// on Azure Blob Storage (Azurite) and writes DBFS files through it: they
+// come back whole and Azurite's disk holds no byte of them in clear.
+func TestRegionKeepsItsCopiesInAzurite(t *testing.T) {
+	az := testenv.Azurite(t)
+	srv := servertest.Start(t, func(c *config.Config) {
+		c.Storage.Redundancy = "ZRS"
+		c.Storage.Azure = &config.StorageAzure{ServiceURL: az.URL, Account: az.Account, Key: az.Key, ContainerPrefix: "region-zrs"}
+	})
+	ctx := context.Background()
+	w := srv.SDK(srv.AdminToken)
+	marker := []byte("REGION-ON-AZURITE-MARKER-" + time.Now().Format("150405.000000000"))
+	data := bytes.Repeat(marker, 20000)
+	if err := w.Dbfs.Put(ctx, files.Put{Path: "/az/file", Contents: base64.StdEncoding.EncodeToString(data), Overwrite: true}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := w.Dbfs.Read(ctx, files.ReadDbfsRequest{Path: "/az/file", Length: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := base64.StdEncoding.DecodeString(out.Data); !bytes.Equal(got, data[:min(len(data), 1<<20)]) {
+		t.Fatal("DBFS read differs")
+	}
+	r := srv.Do(srv.AdminToken, "GET", "/api/2.0/tandem/storage/health", nil)
+	copies := get(t, r, "copies").([]any)
+	if len(copies) != 3 || copies[0].(map[string]any)["name"] != "zone-1" {
+		t.Fatalf("health = %s", r.Body)
+	}
+	filepath.WalkDir(az.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if b, _ := os.ReadFile(p); bytes.Contains(b, marker) {
+				t.Errorf("%s holds the plaintext", p)
+			}
+		}
+		return nil
+	})
 }
