@@ -349,6 +349,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST /api/2.0/tandem/storage/scrub", "admin", func() call { return call{method: "POST", path: "/api/2.0/tandem/storage/scrub"} }},
 		{"GET /api/2.0/tandem/storage/geo-replication", "admin", nil},
 		{"POST /api/2.0/tandem/storage/failover", "admin", nil},
+		{"GET /api/2.0/tandem/storage/secondary/list", "admin", nil},
+		{"GET /api/2.0/tandem/storage/secondary/read", "admin", nil},
 
 		// Notification destinations: admins change them, everyone sees them.
 		{"POST /api/2.0/notification-destinations", "admin", func() call {

@@ -2,16 +2,19 @@ package account
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"io"
 	"strings"
 
 	"github.com/tandemdata/tandem/internal/api"
 	"github.com/tandemdata/tandem/internal/principal"
+	"github.com/tandemdata/tandem/internal/storage"
 )
 
 // Routes returns the storage admin API: account settings and status, copy
-// health, geo-replication (Last Sync Time), key rotation, failover and a
-// scrub on demand. Every route is admin-only and audited (category
+// health, geo-replication (Last Sync Time), key rotation, failover, a
+// scrub on demand, and reads from the secondary endpoint of RA- accounts. Every route is admin-only and audited (category
 // "storage"); vault tokens never reach a response or an audit record.
 func (a *Account) Routes() []api.Route {
 	r := func(pattern, action string, h api.Handler) api.Route {
@@ -25,7 +28,90 @@ func (a *Account) Routes() []api.Route {
 		r("POST /api/2.0/tandem/storage/rotate-key", "rotateKey", a.rotateKey),
 		r("POST /api/2.0/tandem/storage/failover", "failover", a.failover),
 		r("POST /api/2.0/tandem/storage/scrub", "scrub", a.scrub),
+		r("GET /api/2.0/tandem/storage/secondary/list", "listSecondary", a.listSecondary),
+		r("GET /api/2.0/tandem/storage/secondary/read", "readSecondary", a.readSecondary),
 	}
+}
+
+// maxSecondaryRead bounds one read from the secondary endpoint, as DBFS
+// bounds its reads.
+const maxSecondaryRead = 1 << 20
+
+// listSecondary lists objects on the secondary endpoint of an RA- account
+// (an operator checking what the secondary region holds).
+func (a *Account) listSecondary(ctx context.Context, req *api.Request) (any, error) {
+	var q struct {
+		Prefix string `json:"prefix"`
+		Limit  int    `json:"limit"`
+	}
+	if err := req.Decode(&q); err != nil {
+		return nil, err
+	}
+	if q.Limit <= 0 || q.Limit > 1000 {
+		q.Limit = 1000
+	}
+	type item struct {
+		Name             string `json:"name"`
+		Size             int64  `json:"size"`
+		ModificationTime int64  `json:"modification_time"`
+	}
+	out := []item{}
+	errFull := errors.New("full")
+	err := a.Secondary().List(ctx, q.Prefix, func(oi storage.ObjectInfo) error {
+		if checkName(oi.Name) != nil {
+			return nil
+		}
+		if len(out) == q.Limit {
+			return errFull
+		}
+		out = append(out, item{Name: oi.Name, Size: oi.Size, ModificationTime: oi.ModTime.UnixMilli()})
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFull) {
+		return nil, secondaryErr(err)
+	}
+	return map[string]any{"objects": out, "truncated": errors.Is(err, errFull)}, nil
+}
+
+// readSecondary reads up to 1 MiB of an object from the secondary endpoint.
+func (a *Account) readSecondary(ctx context.Context, req *api.Request) (any, error) {
+	var q struct {
+		Name   string `json:"name"`
+		Offset int64  `json:"offset"`
+		Length int64  `json:"length"`
+	}
+	if err := req.Decode(&q); err != nil {
+		return nil, err
+	}
+	if q.Name == "" {
+		return nil, api.MissingField("name")
+	}
+	if q.Offset < 0 || q.Length < 0 {
+		return nil, api.InvalidParam("offset and length must not be negative.")
+	}
+	if q.Length == 0 || q.Length > maxSecondaryRead {
+		q.Length = maxSecondaryRead
+	}
+	if err := checkName(q.Name); err != nil {
+		return nil, api.InvalidParam("%v", err)
+	}
+	r, err := a.Secondary().Get(ctx, q.Name, q.Offset, q.Length)
+	if err != nil {
+		return nil, secondaryErr(err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"bytes_read": len(b), "data": base64.StdEncoding.EncodeToString(b)}, nil
+}
+
+func secondaryErr(err error) error {
+	if errors.Is(err, storage.ErrReadOnly) {
+		return api.Errorf(api.InvalidState, "The account has no readable secondary endpoint: use RA-GRS or RA-GZRS.")
+	}
+	return err
 }
 
 func (a *Account) admin(h api.Handler) api.Handler {

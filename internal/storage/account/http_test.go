@@ -98,6 +98,21 @@ func TestStorageAdminAPI(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	// The secondary endpoint serves reads of RA-GRS accounts.
+	r = srv.Do(admin, "GET", "/api/2.0/tandem/storage/secondary/list?prefix=", nil)
+	objs := get(t, r, "objects").([]any)
+	if r.Status != 200 || len(objs) == 0 {
+		t.Fatalf("secondary list = %d %s", r.Status, r.Body)
+	}
+	name := objs[0].(map[string]any)["name"].(string)
+	r = srv.Do(admin, "GET", "/api/2.0/tandem/storage/secondary/read?name="+name, nil)
+	if r.Status != 200 || get(t, r, "bytes_read").(float64) == 0 {
+		t.Fatalf("secondary read = %d %s", r.Status, r.Body)
+	}
+	if r := srv.Do(user.Token, "GET", "/api/2.0/tandem/storage/secondary/list", nil); r.Status != 403 {
+		t.Errorf("secondary list as a user = %d", r.Status)
+	}
+
 	// Revoking the platform key fails DBFS closed with PERMISSION_DENIED
 	// naming the key; re-enabling restores it.
 	srv.Keys.SetDisabled("root", true)
@@ -125,6 +140,10 @@ func TestStorageAdminAPI(t *testing.T) {
 	}
 	if got, err := read(); err != nil || !bytes.Equal(got, content) {
 		t.Fatalf("read after failover = %q %v", got, err)
+	}
+	// Locally redundant now: no secondary endpoint.
+	if r := srv.Do(admin, "GET", "/api/2.0/tandem/storage/secondary/list", nil); r.Status != 400 || get(t, r, "error_code") != "INVALID_STATE" {
+		t.Fatalf("secondary list after failover = %d %s", r.Status, r.Body)
 	}
 	// Every change is in the audit journal.
 	var audit []byte
