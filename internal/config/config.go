@@ -67,7 +67,7 @@ type Storage struct {
 	// RA-GZRS.
 	Redundancy string `json:"redundancy"`
 	// InfrastructureEncryption turns double encryption on for a new
-	// account (it can change later only while the account is empty).
+	// account (later changes go through the admin API).
 	InfrastructureEncryption bool `json:"infrastructure_encryption"`
 	// Zones are the three ZRS zone directories (default
 	// DATA_DIR/storage/primary/zone-N); put each on its own disk.

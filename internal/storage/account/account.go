@@ -2,6 +2,7 @@ package account
 
 import (
 	"context"
+	"hash/fnv"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -74,6 +75,28 @@ type Account struct {
 	loopCtx context.Context
 	cancel  context.CancelFunc
 	loops   sync.WaitGroup
+
+	// names orders a write and the infrastructure converter's rewrite of
+	// the same object (taken only while a conversion runs).
+	names [64]sync.Mutex
+	// convDone tells Run that the conversion pass is complete.
+	convDone chan struct{}
+	conv     convProgress
+}
+
+type convProgress struct {
+	mu        sync.Mutex
+	converted int64
+	remaining int64
+	lastError string
+}
+
+func (a *Account) lockName(name string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	m := &a.names[h.Sum32()%uint32(len(a.names))]
+	m.Lock()
+	return m.Unlock
 }
 
 var _ storage.Backend = (*Account)(nil)
@@ -86,6 +109,14 @@ type stack struct {
 	geo       *geo.Layer
 	primary   *redundancy.Layer
 	secondary *redundancy.Layer
+}
+
+// below is the layer under the encryption layers.
+func (s *stack) below() storage.Backend {
+	if s.geo != nil {
+		return s.geo
+	}
+	return s.primary
 }
 
 func (s *stack) close() {
@@ -118,7 +149,7 @@ func Open(ctx context.Context, opts Options) (*Account, error) {
 	if opts.Copies == nil {
 		opts.Copies = dirCopies(opts.Dir, opts.Zones)
 	}
-	a := &Account{opts: opts}
+	a := &Account{opts: opts, convDone: make(chan struct{}, 1)}
 	set, err := a.loadSettings(ctx)
 	if err != nil {
 		return nil, err
@@ -248,13 +279,16 @@ func (a *Account) build(ctx context.Context, set Settings, enc Encryption) (*sta
 		}
 		st.geo, base = g, g
 	}
-	if set.Encryption.InfrastructureEncryption {
+	if set.Encryption.InfrastructureEncryption || set.InfrastructureConversion == Disabling {
 		ik, err := a.opts.Keys.KEK(a.opts.Name + "-infrastructure")
 		if err != nil {
 			st.close()
 			return nil, err
 		}
-		st.infra, err = sse.Open(ctx, sse.Config{Inner: base, KEK: ik, Record: "infrastructure", Algorithm: sse.XChaCha20Poly1305})
+		// While objects are converted the layer reads both formats, and
+		// writes its own (turning on) or the plain one (turning off).
+		st.infra, err = sse.Open(ctx, sse.Config{Inner: base, KEK: ik, Record: "infrastructure", Algorithm: sse.XChaCha20Poly1305,
+			Mixed: set.InfrastructureConversion == Enabling, WriteThrough: set.InfrastructureConversion == Disabling})
 		if err != nil {
 			st.close()
 			return nil, fmt.Errorf("open infrastructure encryption: %w", err)
@@ -390,6 +424,9 @@ func (a *Account) Put(ctx context.Context, name string, r io.Reader) error {
 	}
 	a.mu.RLock()
 	defer a.mu.RUnlock()
+	if a.set.InfrastructureConversion != "" {
+		defer a.lockName(name)()
+	}
 	return a.st.top.Put(ctx, name, r)
 }
 
@@ -416,6 +453,9 @@ func (a *Account) Delete(ctx context.Context, name string) error {
 	}
 	a.mu.RLock()
 	defer a.mu.RUnlock()
+	if a.set.InfrastructureConversion != "" {
+		defer a.lockName(name)()
+	}
 	return a.st.top.Delete(ctx, name)
 }
 
@@ -491,7 +531,17 @@ func (a *Account) Run(ctx context.Context) {
 	a.startLoopsLocked()
 	a.mu.RUnlock()
 	a.loopMu.Unlock()
-	<-ctx.Done()
+	for {
+		select {
+		case <-a.convDone:
+			if err := a.completeConversion(ctx); err != nil && ctx.Err() == nil {
+				a.opts.Log.Error("storage infrastructure encryption: conversion not completed", "err", err)
+			}
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
 	a.loopMu.Lock()
 	a.stopLoopsLocked()
 	a.loopCtx = nil
@@ -520,6 +570,9 @@ func (a *Account) startLoopsLocked() {
 	}
 	if st.geo != nil {
 		run(st.geo.Run)
+	}
+	if conv := a.set.InfrastructureConversion; conv != "" && st.infra != nil {
+		run(func(ctx context.Context) { a.runConversion(ctx, st, conv == Enabling) })
 	}
 }
 
@@ -605,9 +658,16 @@ func (a *Account) Update(ctx context.Context, next Settings, by string) (Setting
 	a.stopLoopsLocked()
 	defer a.startLoopsLocked()
 	old := a.st
+	if !change.InfraConvert {
+		next.InfrastructureConversion = cur.InfrastructureConversion
+	} else if next.Encryption.InfrastructureEncryption {
+		next.InfrastructureConversion = Enabling
+	} else {
+		next.InfrastructureConversion = Disabling
+	}
 	// Infrastructure encryption on an empty account: a new stack opens it;
 	// the key records of the old layers are removed from the copies.
-	if cur.Encryption.InfrastructureEncryption != next.Encryption.InfrastructureEncryption {
+	if change.Infra {
 		var below storage.Backend = old.primary
 		if old.geo != nil {
 			below = old.geo
@@ -843,6 +903,17 @@ type Status struct {
 	// SecondaryCopies are the secondary's copies (geo-redundant accounts).
 	SecondaryCopies []redundancy.Health `json:"secondary_copies,omitempty"`
 	GeoReplication  *GeoStatus          `json:"geo_replication,omitempty"`
+	// InfrastructureConversion reports a running conversion.
+	InfrastructureConversion *ConversionStatus `json:"infrastructure_conversion,omitempty"`
+}
+
+// ConversionStatus is the progress of turning infrastructure encryption on
+// or off for an account with data.
+type ConversionStatus struct {
+	State     string `json:"state"`
+	Converted int64  `json:"converted"`
+	Remaining int64  `json:"remaining"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // GeoStatus is the state of geo-replication.
@@ -867,6 +938,12 @@ func (a *Account) Status() Status {
 	s := Status{Settings: redact(a.set), Keys: a.keyStatusLocked(), Copies: a.st.primary.Health()}
 	if a.st.secondary != nil {
 		s.SecondaryCopies = a.st.secondary.Health()
+	}
+	if a.set.InfrastructureConversion != "" {
+		a.conv.mu.Lock()
+		s.InfrastructureConversion = &ConversionStatus{State: a.set.InfrastructureConversion, Converted: a.conv.converted,
+			Remaining: a.conv.remaining, LastError: a.conv.lastError}
+		a.conv.mu.Unlock()
 	}
 	if a.st.geo != nil {
 		g := a.st.geo.Status()

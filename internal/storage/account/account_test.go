@@ -333,23 +333,130 @@ func (g *gate) Put(ctx context.Context, n string, r io.Reader) error {
 	return g.Backend.Put(ctx, n, r)
 }
 
-func TestInfrastructureEncryptionIsChosenWhileTheAccountIsEmpty(t *testing.T) {
+func TestInfrastructureEncryptionOnAnEmptyAccountIsImmediate(t *testing.T) {
 	f := newFixture(t, Settings{})
 	f.update(t, func(s *Settings) { s.Encryption.InfrastructureEncryption = true })
-	if !f.acc.Status().Keys.InfrastructureEncryption {
-		t.Fatal("infrastructure encryption not on")
+	st := f.acc.Status()
+	if !st.Keys.InfrastructureEncryption || st.InfrastructureConversion != nil {
+		t.Fatalf("status: %+v", st)
 	}
 	storagetest.Put(t, f.acc, "x", []byte("data"))
-	s := f.acc.Settings()
-	s.Encryption.InfrastructureEncryption = false
-	_, err := f.acc.Update(bg, s, "admin")
-	var inv *InvalidError
-	if !errors.As(err, &inv) {
-		t.Fatalf("turning it off with data = %v", err)
-	}
 	if got := storagetest.Read(t, f.acc, "x", 0, -1); string(got) != "data" {
 		t.Fatalf("read %q", got)
 	}
+}
+
+// formats returns how many caller objects below the encryption are in the
+// infrastructure layer's format and how many are not.
+func formats(t *testing.T, f *fixture) (infra, plain int) {
+	t.Helper()
+	f.acc.mu.RLock()
+	st := f.acc.st
+	f.acc.mu.RUnlock()
+	err := st.below().List(bg, "", func(oi storage.ObjectInfo) error {
+		if strings.HasPrefix(oi.Name, storage.ReservedPrefix) {
+			return nil
+		}
+		r, err := st.below().Get(bg, oi.Name, 0, 5)
+		if err != nil {
+			return err
+		}
+		h, _ := io.ReadAll(r)
+		r.Close()
+		if len(h) == 5 && string(h[:4]) == "TSE1" && h[4] == 2 {
+			infra++
+		} else {
+			plain++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return infra, plain
+}
+
+func (f *fixture) waitConversion(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for f.acc.Status().InfrastructureConversion != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("conversion not done: %+v", f.acc.Status().InfrastructureConversion)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestInfrastructureEncryptionIsSwitchableWithData turns double encryption
+// on and off for an account holding data: the objects are converted in the
+// background while reads and writes go on, a restart resumes a conversion,
+// and nothing is lost.
+func TestInfrastructureEncryptionIsSwitchableWithData(t *testing.T) {
+	f := newFixture(t, Settings{Redundancy: GRS})
+	want := map[string][]byte{}
+	for i := 0; i < 30; i++ {
+		n := fmt.Sprintf("dbfs/%d", i)
+		want[n] = storagetest.Random(20000 + i*3000)
+		storagetest.Put(t, f.acc, n, want[n])
+	}
+	check := func(when string) {
+		t.Helper()
+		for n, d := range want {
+			if got := storagetest.Read(t, f.acc, n, 0, -1); !bytes.Equal(got, d) {
+				t.Fatalf("%s: %s differs", when, n)
+			}
+			if oi, err := f.acc.Stat(bg, n); err != nil || oi.Size != int64(len(d)) {
+				t.Fatalf("%s: stat %s = %+v %v", when, n, oi, err)
+			}
+		}
+	}
+	// Turn it on with the loops stopped, as if the server died at once:
+	// the settings say ENABLING and a restart resumes the conversion.
+	f.close()
+	f.open(t)
+	f.stop()
+	<-f.done
+	f.stop = nil
+	set := f.acc.Settings()
+	set.Encryption.InfrastructureEncryption = true
+	if _, err := f.acc.Update(bg, set, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	if s := f.acc.Settings(); s.InfrastructureConversion != Enabling {
+		t.Fatalf("conversion state %q", s.InfrastructureConversion)
+	}
+	want["during"] = []byte("written while converting")
+	storagetest.Put(t, f.acc, "during", want["during"])
+	check("mid-conversion")
+	if _, err := f.acc.Update(bg, withInfra(f.acc.Settings(), false), "admin"); err == nil {
+		t.Fatal("a second change during a conversion was taken")
+	}
+	f.acc.Close()
+	f.open(t)
+	f.waitConversion(t)
+	if infra, plain := formats(t, f); plain != 0 || infra != len(want) {
+		t.Fatalf("after enabling: %d objects with the infrastructure layer, %d without", infra, plain)
+	}
+	if !f.acc.Status().Keys.InfrastructureEncryption {
+		t.Fatal("status does not show infrastructure encryption")
+	}
+	check("after enabling")
+	f.waitSynced(t)
+
+	f.update(t, func(s *Settings) { s.Encryption.InfrastructureEncryption = false })
+	f.waitConversion(t)
+	if infra, plain := formats(t, f); infra != 0 || plain != len(want) {
+		t.Fatalf("after disabling: %d objects with the infrastructure layer, %d without", infra, plain)
+	}
+	check("after disabling")
+	if ks := f.acc.Status().Keys; ks.InfrastructureEncryption {
+		t.Fatalf("keys after disabling: %+v", ks)
+	}
+}
+
+func withInfra(s Settings, on bool) Settings {
+	s.Encryption.InfrastructureEncryption = on
+	return s
 }
 
 func TestPlatformKeyRotationAndRevocation(t *testing.T) {

@@ -13,8 +13,10 @@
 // metadata store, changed through the admin API under
 // /api/2.0/tandem/storage, admin only and audited. A change rebuilds the
 // stack: a new KEK re-wraps the account key, a change between LRS and ZRS
-// copies the stored objects to the new copies with writes paused, turning
-// geo-replication on starts an initial sync, and an account failover makes
+// copies the stored objects to the new copies while calls wait, turning
+// geo-replication on starts an initial sync, turning infrastructure
+// encryption on or off converts the objects in the background (convert.go),
+// and an account failover makes
 // the secondary's copy the account (locally redundant until geo-redundancy
 // is turned back on, as in Azure).
 package account

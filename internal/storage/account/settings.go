@@ -101,10 +101,14 @@ type Settings struct {
 	// LastFailoverTime and the Last Sync Time the failover happened at
 	// (changes after it were lost with the old primary) are kept for the
 	// status.
-	LastFailoverTime     int64  `json:"last_failover_time,omitempty"`
-	FailoverLastSyncTime int64  `json:"failover_last_sync_time,omitempty"`
-	Updated              int64  `json:"updated"`
-	UpdatedBy            string `json:"updated_by,omitempty"`
+	// InfrastructureConversion is "ENABLING" or "DISABLING" while the
+	// objects of an account with data are rewritten with or without the
+	// infrastructure layer, empty otherwise.
+	InfrastructureConversion string `json:"infrastructure_conversion,omitempty"`
+	LastFailoverTime         int64  `json:"last_failover_time,omitempty"`
+	FailoverLastSyncTime     int64  `json:"failover_last_sync_time,omitempty"`
+	Updated                  int64  `json:"updated"`
+	UpdatedBy                string `json:"updated_by,omitempty"`
 }
 
 // Change says what the account must do to go from one setting to another.
@@ -115,7 +119,17 @@ type Change struct {
 	GeoOn, GeoOff bool
 	// Rewrap wraps the account key with another KEK.
 	Rewrap bool
+	// Infra turns infrastructure encryption on or off at once (an empty
+	// account); InfraConvert starts rewriting the objects of an account
+	// with data, in the background.
+	Infra, InfraConvert bool
 }
+
+// Infrastructure conversion states.
+const (
+	Enabling  = "ENABLING"
+	Disabling = "DISABLING"
+)
 
 func (e Encryption) keyID() string {
 	switch e.KeySource {
@@ -169,8 +183,10 @@ func (k *VaultKey) validate(field string) error {
 // PlanChange decides what moving from cur to next takes, and refuses what
 // the account cannot do. It is pure.
 //
-//   - Infrastructure encryption is chosen when the account is created, as
-//     in Azure: it can change only while the account holds no object.
+//   - Turning infrastructure encryption on or off changes an empty account
+//     at once; an account with data converts its objects in the
+//     background (Azure fixes it at creation; Tandem lets it change), and
+//     refuses another change of it until that conversion is done.
 //   - After a failover the account lives in the secondary, which has no
 //     zones: ZRS and GZRS are refused there.
 func PlanChange(cur, next Settings, empty bool) (Change, error) {
@@ -178,8 +194,12 @@ func PlanChange(cur, next Settings, empty bool) (Change, error) {
 	if err := next.Validate(); err != nil {
 		return c, err
 	}
-	if cur.Encryption.InfrastructureEncryption != next.Encryption.InfrastructureEncryption && !empty {
-		return c, fmt.Errorf("infrastructure encryption is chosen when the account is created (Azure's requireInfrastructureEncryption); this account already holds objects")
+	if cur.Encryption.InfrastructureEncryption != next.Encryption.InfrastructureEncryption {
+		if cur.InfrastructureConversion != "" {
+			return c, fmt.Errorf("infrastructure encryption is being turned %s (objects are being converted): wait until it is done",
+				map[string]string{Enabling: "on", Disabling: "off"}[cur.InfrastructureConversion])
+		}
+		c.Infra, c.InfraConvert = empty, !empty
 	}
 	if next.Site == second && next.Redundancy.Zoned() {
 		return c, fmt.Errorf("after a failover the account lives in the secondary region, which has no zones: choose LRS, GRS or RA-GRS")

@@ -48,8 +48,11 @@ func TestPlanChange(t *testing.T) {
 		{"pinning a key version rewraps", s(LRS, kv, primary), s(LRS, kv2, primary), false, Change{Rewrap: true}, false},
 		{"key vault without a key name", s(LRS, plat, primary), s(LRS, Encryption{KeySource: KeySourceKeyVault, KeyVault: &VaultKey{URL: "https://x"}}, primary), false, Change{}, true},
 		{"unknown key source", s(LRS, plat, primary), s(LRS, Encryption{KeySource: "AWS"}, primary), false, Change{}, true},
-		{"infrastructure encryption on an empty account", s(LRS, plat, primary), s(LRS, infra, primary), true, Change{}, false},
-		{"infrastructure encryption on an account with data", s(LRS, plat, primary), s(LRS, infra, primary), false, Change{}, true},
+		{"infrastructure encryption on an empty account", s(LRS, plat, primary), s(LRS, infra, primary), true, Change{Infra: true}, false},
+		{"infrastructure encryption on an account with data converts", s(LRS, plat, primary), s(LRS, infra, primary), false, Change{InfraConvert: true}, false},
+		{"infrastructure encryption off again converts", s(LRS, infra, primary), s(LRS, plat, primary), false, Change{InfraConvert: true}, false},
+		{"no second change during a conversion", converting(s(LRS, infra, primary)), s(LRS, plat, primary), false, Change{}, true},
+		{"other changes during a conversion", converting(s(LRS, infra, primary)), s(GRS, infra, primary), false, Change{GeoOn: true}, false},
 		{"zones in the secondary after failover", s(LRS, plat, second), s(GZRS, plat, second), false, Change{}, true},
 		{"geo back on after failover", s(LRS, plat, second), s(GRS, plat, second), false, Change{GeoOn: true}, false},
 	}
@@ -59,6 +62,11 @@ func TestPlanChange(t *testing.T) {
 			t.Errorf("%s: %+v %v, want %+v (error %v)", c.name, got, err, c.want, c.wantErr)
 		}
 	}
+}
+
+func converting(s Settings) Settings {
+	s.InfrastructureConversion = Enabling
+	return s
 }
 
 func TestPlanFailover(t *testing.T) {

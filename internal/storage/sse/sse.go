@@ -87,6 +87,15 @@ type Config struct {
 	// before asking the KEK again. Zero asks on every call, so revocation
 	// takes effect at once; a remote key vault may want a few seconds.
 	KeyCacheTTL time.Duration
+	// Mixed lets the layer read objects stored without its encryption (an
+	// account turning infrastructure encryption on or off while a converter
+	// rewrites its objects): an object whose header is not this layer's is
+	// passed through as it is stored. Stat and List then read each
+	// object's header.
+	Mixed bool
+	// WriteThrough stores writes without this layer's encryption (an
+	// account turning the layer off); it implies Mixed.
+	WriteThrough bool
 	// Now is the clock (tests); time.Now by default.
 	Now func() time.Time
 }
@@ -101,6 +110,8 @@ type Layer struct {
 	cacheTTL  time.Duration
 	now       func() time.Time
 	headerLen int
+
+	mixed, writeThrough bool
 
 	mu       sync.Mutex
 	kek      keys.KEK
@@ -155,7 +166,7 @@ func Open(ctx context.Context, cfg Config) (*Layer, error) {
 	l := &Layer{
 		inner: cfg.Inner, alg: cfg.Algorithm, chunkLog: uint8(log), chunk: cfg.ChunkSize,
 		recName: storage.ReservedPrefix + "keys/" + cfg.Record, cacheTTL: cfg.KeyCacheTTL, now: cfg.Now,
-		kek: cfg.KEK,
+		kek: cfg.KEK, mixed: cfg.Mixed || cfg.WriteThrough, writeThrough: cfg.WriteThrough,
 	}
 	l.headerLen = fixedHeader + l.alg.nonceSize() + dekSize + tagSize
 	if err := l.load(ctx); err != nil {
@@ -400,6 +411,9 @@ func (l *Layer) Put(ctx context.Context, name string, r io.Reader) error {
 	if err := l.check(name); err != nil {
 		return err
 	}
+	if l.writeThrough {
+		return l.inner.Put(ctx, name, r)
+	}
 	akey, err := l.accountKey(ctx)
 	if err != nil {
 		return err
@@ -525,6 +539,15 @@ func (l *Layer) Get(ctx context.Context, name string, offset, length int64) (io.
 	if offset < 0 {
 		offset = 0
 	}
+	if l.mixed {
+		mine, err := l.isMine(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if !mine {
+			return l.inner.Get(ctx, name, offset, length)
+		}
+	}
 	if offset == 0 {
 		want := int64(-1)
 		if length >= 0 {
@@ -631,6 +654,11 @@ func (l *Layer) Stat(ctx context.Context, name string) (storage.ObjectInfo, erro
 	if err != nil {
 		return oi, err
 	}
+	if l.mixed {
+		if mine, err := l.isMine(ctx, name); err != nil || !mine {
+			return oi, err
+		}
+	}
 	n, ok := plainSize(oi.Size, l.headerLen, l.chunk)
 	if !ok {
 		return oi, fmt.Errorf("%s: stored object is too short: %w", name, storage.ErrCorrupt)
@@ -638,6 +666,25 @@ func (l *Layer) Stat(ctx context.Context, name string) (storage.ObjectInfo, erro
 	oi.Size = n
 	return oi, nil
 }
+
+// isMine reports whether the stored object has this layer's header.
+func (l *Layer) isMine(ctx context.Context, name string) (bool, error) {
+	r, err := l.inner.Get(ctx, name, 0, 5)
+	if err != nil {
+		return false, err
+	}
+	defer r.Close()
+	var h [5]byte
+	n, _ := io.ReadFull(r, h[:])
+	return n == 5 && string(h[:4]) == magic && Algorithm(h[4]) == l.alg, nil
+}
+
+// Encrypted reports whether the stored object is in this layer's format
+// (the account's converter asks it object by object).
+func (l *Layer) Encrypted(ctx context.Context, name string) (bool, error) { return l.isMine(ctx, name) }
+
+// RecordName is the name of the layer's key record in the backend below.
+func (l *Layer) RecordName() string { return l.recName }
 
 // Delete removes an object; it needs no key.
 func (l *Layer) Delete(ctx context.Context, name string) error {
@@ -652,6 +699,11 @@ func (l *Layer) List(ctx context.Context, prefix string, fn func(storage.ObjectI
 	return l.inner.List(ctx, prefix, func(oi storage.ObjectInfo) error {
 		if l.reserved(oi.Name) {
 			return nil
+		}
+		if l.mixed {
+			if mine, err := l.isMine(ctx, oi.Name); err != nil || !mine {
+				return fn(oi)
+			}
 		}
 		if n, ok := plainSize(oi.Size, l.headerLen, l.chunk); ok {
 			oi.Size = n
