@@ -2,11 +2,11 @@ package account
 
 import (
 	"context"
-	"hash/fnv"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net/http"
