@@ -63,6 +63,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}
 	}
 	q := url.QueryEscape
+	// storageObject writes a DBFS file and names one object of the storage
+	// account.
+	storageObject := func() string {
+		must(srv.Do(adminTok, "POST", "/api/2.0/dbfs/put", map[string]any{"path": fmt.Sprintf("/authz/%d", next()), "contents": "eA==", "overwrite": true}), "dbfs put")
+		objs := must(srv.Do(adminTok, "GET", "/api/2.0/tandem/storage/objects/list?prefix=", nil), "list objects").JSON(t)["objects"].([]any)
+		return objs[0].(map[string]any)["name"].(string)
+	}
 
 	// Fixtures, fresh for each call so destructive calls have their object.
 	folder := func() (path, id string) {
@@ -349,6 +356,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST /api/2.0/tandem/storage/scrub", "admin", func() call { return call{method: "POST", path: "/api/2.0/tandem/storage/scrub"} }},
 		{"GET /api/2.0/tandem/storage/geo-replication", "admin", nil},
 		{"POST /api/2.0/tandem/storage/failover", "admin", nil},
+		{"GET /api/2.0/tandem/storage/objects/list", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/storage/objects/list?prefix=x"} }},
+		{"GET /api/2.0/tandem/storage/objects/read", "admin", func() call {
+			return call{method: "GET", path: "/api/2.0/tandem/storage/objects/read?name=" + q(storageObject())}
+		}},
 		{"GET /api/2.0/tandem/storage/secondary/list", "admin", nil},
 		{"GET /api/2.0/tandem/storage/secondary/read", "admin", nil},
 

@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -227,22 +228,51 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 // openStorage opens the region's storage account (DATA_DIR/storage),
 // creating it with the configured defaults on first start.
 func (s *Server) openStorage(ctx context.Context) (*account.Account, error) {
-	ttl, scrub := s.cfg.StorageDurations()
-	red, err := account.ParseRedundancy(s.cfg.Storage.Redundancy)
+	return storageAccount(ctx, s.cfg, s.Store, s.Keys, false, s.log.With("component", "storage"))
+}
+
+func storageAccount(ctx context.Context, cfg config.Config, st store.Store, ring *keys.Keyring, readOnly bool, log *slog.Logger) (*account.Account, error) {
+	ttl, scrub := cfg.StorageDurations()
+	red, err := account.ParseRedundancy(cfg.Storage.Redundancy)
 	if err != nil {
 		return nil, err
 	}
 	var copies account.CopiesFunc
-	if az := s.cfg.Storage.Azure; az != nil {
+	if az := cfg.Storage.Azure; az != nil {
 		copies = account.AzureCopies(azureblob.Config{ServiceURL: az.ServiceURL, Account: az.Account, Key: az.Key}, az.ContainerPrefix)
 	}
 	return account.Open(ctx, account.Options{
-		Name: "root", Dir: filepath.Join(s.cfg.DataDir, "storage"), Zones: s.cfg.Storage.Zones, Copies: copies,
-		Store: s.Store, Keys: s.Keys, KeyCacheTTL: ttl, ScrubInterval: scrub,
+		Name: "root", Dir: filepath.Join(cfg.DataDir, "storage"), Zones: cfg.Storage.Zones, Copies: copies,
+		Store: st, Keys: ring, KeyCacheTTL: ttl, ScrubInterval: scrub, ReadOnly: readOnly,
 		Defaults: account.Settings{Redundancy: red, Encryption: account.Encryption{
-			KeySource: account.KeySourcePlatform, InfrastructureEncryption: s.cfg.Storage.InfrastructureEncryption}},
-		Log: s.log.With("component", "storage"),
+			KeySource: account.KeySourcePlatform, InfrastructureEncryption: cfg.Storage.InfrastructureEncryption}},
+		Log: log,
 	})
+}
+
+// OpenStorage opens a region's storage account from its data directory,
+// for tools and tests. Read-only (tandem audit verify) it may run beside
+// the region's server and writes nothing; read-write it must not. close
+// releases the store and the account.
+func OpenStorage(ctx context.Context, cfg config.Config, readOnly bool) (acc storage.Backend, close func(), err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	st, err := sqlstore.Open(ctx, cfg.StoreDSN())
+	if err != nil {
+		return nil, nil, err
+	}
+	ring, err := keys.OpenKeyring(filepath.Join(cfg.DataDir, "keys"))
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	a, err := storageAccount(ctx, cfg, st, ring, readOnly, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return a, func() { a.Close(); st.Close() }, nil
 }
 
 func (s *Server) serverCertificate() (tls.Certificate, error) {

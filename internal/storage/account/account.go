@@ -58,7 +58,11 @@ type Options struct {
 	ScrubInterval, Probe time.Duration
 	// GeoBackoff bounds the geo shipper's retry wait.
 	GeoMinBackoff, GeoMaxBackoff time.Duration
-	Log                          *slog.Logger
+	// ReadOnly opens the account for reading only, beside a server that
+	// may be running (offline tools such as tandem audit verify): no geo
+	// journal is opened and writes fail with storage.ErrReadOnly.
+	ReadOnly bool
+	Log      *slog.Logger
 }
 
 // Account is a storage account: a storage.Backend.
@@ -160,7 +164,7 @@ func Open(ctx context.Context, opts Options) (*Account, error) {
 	}
 	// A crash in the middle of a key switch leaves a second wrap: keep
 	// only the configured key's.
-	if len(st.svc.Wraps()) > 1 {
+	if len(st.svc.Wraps()) > 1 && !opts.ReadOnly {
 		kek, err := a.kek(ctx, set.Encryption)
 		if err != nil {
 			st.close()
@@ -262,7 +266,7 @@ func (a *Account) build(ctx context.Context, set Settings, enc Encryption) (*sta
 	}
 	st.primary = prim
 	var base storage.Backend = prim
-	if set.Redundancy.Geo() {
+	if set.Redundancy.Geo() && !a.opts.ReadOnly {
 		other := otherSite(set.Site)
 		sec, err := a.copySet(ctx, other, false)
 		if err != nil {
@@ -410,6 +414,13 @@ func (a *Account) current() *stack {
 	return a.st
 }
 
+func (a *Account) writable() error {
+	if a.opts.ReadOnly {
+		return fmt.Errorf("%w: the account was opened read-only", storage.ErrReadOnly)
+	}
+	return nil
+}
+
 func checkName(name string) error {
 	if len(name) >= len(storage.ReservedPrefix) && name[:len(storage.ReservedPrefix)] == storage.ReservedPrefix {
 		return fmt.Errorf("%w: names under %s are the account's own", storage.ErrInvalidName, storage.ReservedPrefix)
@@ -420,6 +431,9 @@ func checkName(name string) error {
 // Put stores an object through every layer.
 func (a *Account) Put(ctx context.Context, name string, r io.Reader) error {
 	if err := checkName(name); err != nil {
+		return err
+	}
+	if err := a.writable(); err != nil {
 		return err
 	}
 	a.mu.RLock()
@@ -449,6 +463,9 @@ func (a *Account) Stat(ctx context.Context, name string) (storage.ObjectInfo, er
 // Delete removes an object.
 func (a *Account) Delete(ctx context.Context, name string) error {
 	if err := checkName(name); err != nil {
+		return err
+	}
+	if err := a.writable(); err != nil {
 		return err
 	}
 	a.mu.RLock()

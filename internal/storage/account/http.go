@@ -14,7 +14,8 @@ import (
 
 // Routes returns the storage admin API: account settings and status, copy
 // health, geo-replication (Last Sync Time), key rotation, failover, a
-// scrub on demand, and reads from the secondary endpoint of RA- accounts. Every route is admin-only and audited (category
+// scrub on demand, and listing and reading objects (in clear) from the
+// account and from the secondary endpoint of RA- accounts. Every route is admin-only and audited (category
 // "storage"); vault tokens never reach a response or an audit record.
 func (a *Account) Routes() []api.Route {
 	r := func(pattern, action string, h api.Handler) api.Route {
@@ -28,8 +29,10 @@ func (a *Account) Routes() []api.Route {
 		r("POST /api/2.0/tandem/storage/rotate-key", "rotateKey", a.rotateKey),
 		r("POST /api/2.0/tandem/storage/failover", "failover", a.failover),
 		r("POST /api/2.0/tandem/storage/scrub", "scrub", a.scrub),
-		r("GET /api/2.0/tandem/storage/secondary/list", "listSecondary", a.listSecondary),
-		r("GET /api/2.0/tandem/storage/secondary/read", "readSecondary", a.readSecondary),
+		r("GET /api/2.0/tandem/storage/objects/list", "listObjects", a.listObjects(a.primaryEndpoint)),
+		r("GET /api/2.0/tandem/storage/objects/read", "readObject", a.readObject(a.primaryEndpoint)),
+		r("GET /api/2.0/tandem/storage/secondary/list", "listSecondary", a.listObjects(a.Secondary)),
+		r("GET /api/2.0/tandem/storage/secondary/read", "readSecondary", a.readObject(a.Secondary)),
 	}
 }
 
@@ -37,9 +40,20 @@ func (a *Account) Routes() []api.Route {
 // bounds its reads.
 const maxSecondaryRead = 1 << 20
 
-// listSecondary lists objects on the secondary endpoint of an RA- account
-// (an operator checking what the secondary region holds).
-func (a *Account) listSecondary(ctx context.Context, req *api.Request) (any, error) {
+func (a *Account) primaryEndpoint() storage.Backend { return a }
+
+// listObjects lists objects of an endpoint, as an operator browses a
+// storage account (the secondary one: what the secondary region holds).
+func (a *Account) listObjects(endpoint func() storage.Backend) api.Handler {
+	return func(ctx context.Context, req *api.Request) (any, error) { return a.list(ctx, req, endpoint()) }
+}
+
+// readObject reads up to 1 MiB of an object from an endpoint, in clear.
+func (a *Account) readObject(endpoint func() storage.Backend) api.Handler {
+	return func(ctx context.Context, req *api.Request) (any, error) { return a.read(ctx, req, endpoint()) }
+}
+
+func (a *Account) list(ctx context.Context, req *api.Request, b storage.Backend) (any, error) {
 	var q struct {
 		Prefix string `json:"prefix"`
 		Limit  int    `json:"limit"`
@@ -57,7 +71,7 @@ func (a *Account) listSecondary(ctx context.Context, req *api.Request) (any, err
 	}
 	out := []item{}
 	errFull := errors.New("full")
-	err := a.Secondary().List(ctx, q.Prefix, func(oi storage.ObjectInfo) error {
+	err := b.List(ctx, q.Prefix, func(oi storage.ObjectInfo) error {
 		if checkName(oi.Name) != nil {
 			return nil
 		}
@@ -73,8 +87,7 @@ func (a *Account) listSecondary(ctx context.Context, req *api.Request) (any, err
 	return map[string]any{"objects": out, "truncated": errors.Is(err, errFull)}, nil
 }
 
-// readSecondary reads up to 1 MiB of an object from the secondary endpoint.
-func (a *Account) readSecondary(ctx context.Context, req *api.Request) (any, error) {
+func (a *Account) read(ctx context.Context, req *api.Request, b storage.Backend) (any, error) {
 	var q struct {
 		Name   string `json:"name"`
 		Offset int64  `json:"offset"`
@@ -95,16 +108,16 @@ func (a *Account) readSecondary(ctx context.Context, req *api.Request) (any, err
 	if err := checkName(q.Name); err != nil {
 		return nil, api.InvalidParam("%v", err)
 	}
-	r, err := a.Secondary().Get(ctx, q.Name, q.Offset, q.Length)
+	r, err := b.Get(ctx, q.Name, q.Offset, q.Length)
 	if err != nil {
 		return nil, secondaryErr(err)
 	}
 	defer r.Close()
-	b, err := io.ReadAll(r)
+	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"bytes_read": len(b), "data": base64.StdEncoding.EncodeToString(b)}, nil
+	return map[string]any{"bytes_read": len(data), "data": base64.StdEncoding.EncodeToString(data)}, nil
 }
 
 func secondaryErr(err error) error {
