@@ -619,7 +619,7 @@ func redact(s Settings) Settings {
 	return s
 }
 
-// Empty reports whether the account holds no caller object.
+// empty reports whether the account holds no caller object.
 func (a *Account) empty(ctx context.Context, st *stack) (bool, error) {
 	errStop := errors.New("stop")
 	n := 0
@@ -878,13 +878,12 @@ type KeyStatus struct {
 	// KeyVersion is the KEK version that wraps the account key now.
 	KeyVersion string `json:"key_version,omitempty"`
 	// WrappedAt is when the account key was last wrapped (rotation).
-	WrappedAt                 int64  `json:"wrapped_at"`
-	Algorithm                 string `json:"algorithm"`
-	InfrastructureEncryption  bool   `json:"infrastructure_encryption"`
-	InfrastructureAlgorithm   string `json:"infrastructure_algorithm,omitempty"`
-	InfrastructureKeyID       string `json:"infrastructure_key_id,omitempty"`
-	InfrastructureKeyVersion  string `json:"infrastructure_key_version,omitempty"`
-	InfrastructureKeyWrapedAt int64  `json:"-"`
+	WrappedAt                int64  `json:"wrapped_at"`
+	Algorithm                string `json:"algorithm"`
+	InfrastructureEncryption bool   `json:"infrastructure_encryption"`
+	InfrastructureAlgorithm  string `json:"infrastructure_algorithm,omitempty"`
+	InfrastructureKeyID      string `json:"infrastructure_key_id,omitempty"`
+	InfrastructureKeyVersion string `json:"infrastructure_key_version,omitempty"`
 }
 
 func (a *Account) keyStatusLocked() KeyStatus {

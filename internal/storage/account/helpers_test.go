@@ -1,11 +1,5 @@
 package account
 
-import (
-	"encoding/base64"
-
-	"github.com/tandemdata/tandem/internal/storage/redundancy"
-)
+import "encoding/base64"
 
 func base64Std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
-
-var _ = redundancy.Copy{}
