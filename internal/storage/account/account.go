@@ -46,8 +46,14 @@ type Options struct {
 	Zones []string
 	// Copies overrides where copies live (default: directories).
 	Copies CopiesFunc
-	Store  store.Store
-	Keys   *keys.Keyring
+	// Secondary, if set, is the secondary region's account (a remote
+	// storage.Backend the disaster-recovery layer provides) that geo-
+	// replication ships to, instead of the local secondary copies. Account
+	// failover is then the disaster-recovery runbook's (promoting the
+	// other region), and Failover refuses.
+	Secondary func(ctx context.Context) (storage.Backend, error)
+	Store     store.Store
+	Keys      *keys.Keyring
 	// Defaults are the settings of a new account.
 	Defaults Settings
 	// KeyCacheTTL is how long an unwrapped account key is trusted (0:
@@ -267,13 +273,22 @@ func (a *Account) build(ctx context.Context, set Settings, enc Encryption) (*sta
 	st.primary = prim
 	var base storage.Backend = prim
 	if set.Redundancy.Geo() && !a.opts.ReadOnly {
-		other := otherSite(set.Site)
-		sec, err := a.copySet(ctx, other, false)
-		if err != nil {
-			st.close()
-			return nil, err
+		var sec storage.Backend
+		if a.opts.Secondary != nil {
+			remote, err := a.opts.Secondary(ctx)
+			if err != nil {
+				st.close()
+				return nil, fmt.Errorf("the secondary region's account: %w", err)
+			}
+			sec = remote
+		} else {
+			copies, err := a.copySet(ctx, otherSite(set.Site), false)
+			if err != nil {
+				st.close()
+				return nil, err
+			}
+			st.secondary, sec = copies, copies
 		}
-		st.secondary = sec
 		g, err := geo.Open(geo.Config{Primary: prim, Secondary: sec, JournalDir: a.journalDir(set.Site),
 			ReadAccess: set.Redundancy.ReadAccess(), MinBackoff: a.opts.GeoMinBackoff, MaxBackoff: a.opts.GeoMaxBackoff,
 			Log: a.opts.Log.With("component", "storage-geo")})
@@ -826,6 +841,9 @@ func (a *Account) Failover(ctx context.Context, kind FailoverKind, by string) (S
 	if st.geo == nil {
 		_, err := PlanFailover(a.set, false, time.Time{}, time.Now())
 		return Settings{}, &InvalidError{err}
+	}
+	if a.opts.Secondary != nil {
+		return Settings{}, &InvalidError{errors.New("the secondary is another region's account: fail over with the disaster-recovery runbook, which promotes that region")}
 	}
 	if kind == Planned {
 		// Writes are paused (a.mu); the shipper still runs: wait for it.

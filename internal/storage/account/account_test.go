@@ -22,6 +22,7 @@ import (
 	"github.com/tandemdata/tandem/internal/keys/transittest"
 	"github.com/tandemdata/tandem/internal/storage"
 	"github.com/tandemdata/tandem/internal/storage/azureblob"
+	"github.com/tandemdata/tandem/internal/storage/local"
 	"github.com/tandemdata/tandem/internal/storage/redundancy"
 	"github.com/tandemdata/tandem/internal/storage/storagetest"
 	"github.com/tandemdata/tandem/internal/store/sqlstore"
@@ -683,4 +684,32 @@ func TestReservedNamesAreRefused(t *testing.T) {
 		t.Errorf("listing shows %s", oi.Name)
 		return nil
 	})
+}
+
+// TestSecondaryRegionAccountIsPluggable ships to a secondary given as a
+// plain storage.Backend (as disaster recovery plugs the peer region in).
+func TestSecondaryRegionAccountIsPluggable(t *testing.T) {
+	remoteDir := t.TempDir()
+	var remote storage.Backend
+	f := newFixture(t, Settings{Redundancy: GRS}, func(o *Options) {
+		o.Secondary = func(context.Context) (storage.Backend, error) {
+			b, err := local.New(remoteDir)
+			remote = b
+			return b, err
+		}
+	})
+	storagetest.Put(t, f.acc, "dbfs/x", []byte("to the other region"))
+	f.waitSynced(t)
+	n := 0
+	remote.List(bg, "dbfs/", func(storage.ObjectInfo) error { n++; return nil })
+	if n != 1 {
+		t.Fatalf("the secondary region holds %d objects", n)
+	}
+	if hits, _ := grep(t, remoteDir, []byte("to the other region")); len(hits) > 0 {
+		t.Fatalf("plaintext shipped: %v", hits)
+	}
+	var inv *InvalidError
+	if _, err := f.acc.Failover(bg, Unplanned, "admin"); !errors.As(err, &inv) {
+		t.Fatalf("failover to a remote secondary = %v", err)
+	}
 }
