@@ -70,6 +70,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}
 	}
 	q := url.QueryEscape
+	// storageObject writes a DBFS file and names one object of the storage
+	// account.
+	storageObject := func() string {
+		must(srv.Do(adminTok, "POST", "/api/2.0/dbfs/put", map[string]any{"path": fmt.Sprintf("/authz/%d", next()), "contents": "eA==", "overwrite": true}), "dbfs put")
+		objs := must(srv.Do(adminTok, "GET", "/api/2.0/tandem/storage/objects/list?prefix=", nil), "list objects").JSON(t)["objects"].([]any)
+		return objs[0].(map[string]any)["name"].(string)
+	}
 
 	// Fixtures, fresh for each call so destructive calls have their object.
 	folder := func() (path, id string) {
@@ -231,6 +238,22 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET /api/2.0/token/list", "open", func() call { return call{method: "GET", path: "/api/2.0/token/list"} }},
 		{"POST /api/2.0/token/delete", "own", nil}, // checked below: a user deletes its own token, not another's
 		{"GET /api/2.0/token-management/tokens", "admin", func() call { return call{method: "GET", path: "/api/2.0/token-management/tokens"} }},
+		// Diagnostic settings, audit records and metrics: admins only.
+		{"GET /api/2.0/tandem/diagnostic-settings", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/diagnostic-settings"} }},
+		{"GET /api/2.0/tandem/diagnostic-settings/{name}", "admin", func() call {
+			return call{method: "GET", path: "/api/2.0/tandem/diagnostic-settings/default"}
+		}},
+		{"PUT /api/2.0/tandem/diagnostic-settings/{name}", "admin", func() call {
+			return call{method: "PUT", path: "/api/2.0/tandem/diagnostic-settings/authz-put", body: map[string]any{
+				"logs": []map[string]any{{"category": "ssh", "enabled": true}}, "storage_account": map[string]any{}}}
+		}},
+		{"DELETE /api/2.0/tandem/diagnostic-settings/{name}", "admin", func() call {
+			must(srv.Do(adminTok, "PUT", "/api/2.0/tandem/diagnostic-settings/authz-del", map[string]any{
+				"logs": []map[string]any{{"category": "repos", "enabled": true}}, "storage_account": map[string]any{}}), "setting")
+			return call{method: "DELETE", path: "/api/2.0/tandem/diagnostic-settings/authz-del"}
+		}},
+		{"GET /api/2.0/tandem/audit/records", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/audit/records?page_size=1"} }},
+		{"GET /metrics", "admin", func() call { return call{method: "GET", path: "/metrics"} }},
 		{"GET /api/2.0/token-management/tokens/{token_id}", "admin", func() call {
 			return call{method: "GET", path: "/api/2.0/token-management/tokens/" + adminToken()}
 		}},
@@ -287,9 +310,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 			p, id := folder()
 			return call{method: "POST", path: "/api/2.0/workspace-files/import-file" + p + "/f.txt", body: "hello", grant: grant("directories", id, "CAN_EDIT")}
 		}},
-		{"POST /api/2.0/workspace/delete", "CAN_MANAGE", func() call {
+		{"POST /api/2.0/workspace/delete", "CAN_EDIT", func() call {
 			p, id := folder()
-			return call{method: "POST", path: "/api/2.0/workspace/delete", body: map[string]any{"path": p, "recursive": true}, grant: grant("directories", id, "CAN_MANAGE")}
+			return call{method: "POST", path: "/api/2.0/workspace/delete", body: map[string]any{"path": p, "recursive": true}, grant: grant("directories", id, "CAN_EDIT")}
 		}},
 
 		// DBFS has no per-file access control, as in Databricks.
@@ -315,7 +338,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST /api/2.0/dbfs/close", "own", nil},
 		{"GET /api/2.0/tandem/dbfs/versions", "open", func() call { return call{method: "GET", path: "/api/2.0/tandem/dbfs/versions?path=" + dbfsFile()} }},
 		{"POST /api/2.0/tandem/dbfs/restore", "open", func() call {
-			return call{method: "POST", path: "/api/2.0/tandem/dbfs/restore", body: map[string]any{"path": dbfsFile(), "timestamp": 1}}
+			return call{method: "POST", path: "/api/2.0/tandem/dbfs/restore", body: map[string]any{"path": dbfsFile(), "timestamp": time.Now().UnixMilli()}}
 		}},
 
 		// Secrets.
@@ -370,6 +393,25 @@ func TestAuthorizationMatrix(t *testing.T) {
 			return call{method: "PATCH", path: "/api/2.0/global-init-scripts/" + script(), body: map[string]string{"name": "y", "script": "ZWNobw=="}}
 		}},
 		{"DELETE /api/2.0/global-init-scripts/{script_id}", "admin", func() call { return call{method: "DELETE", path: "/api/2.0/global-init-scripts/" + script()} }},
+
+		// The storage account's admin API: admins only. Failover and the
+		// geo-replication status need a geo-redundant account; the storage
+		// tests cover their authorization.
+		{"GET /api/2.0/tandem/storage/account", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/storage/account"} }},
+		{"PATCH /api/2.0/tandem/storage/account", "admin", func() call {
+			return call{method: "PATCH", path: "/api/2.0/tandem/storage/account", body: map[string]any{"redundancy": "LRS"}}
+		}},
+		{"GET /api/2.0/tandem/storage/health", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/storage/health"} }},
+		{"POST /api/2.0/tandem/storage/rotate-key", "admin", func() call { return call{method: "POST", path: "/api/2.0/tandem/storage/rotate-key"} }},
+		{"POST /api/2.0/tandem/storage/scrub", "admin", func() call { return call{method: "POST", path: "/api/2.0/tandem/storage/scrub"} }},
+		{"GET /api/2.0/tandem/storage/geo-replication", "admin", nil},
+		{"POST /api/2.0/tandem/storage/failover", "admin", nil},
+		{"GET /api/2.0/tandem/storage/objects/list", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/storage/objects/list?prefix=x"} }},
+		{"GET /api/2.0/tandem/storage/objects/read", "admin", func() call {
+			return call{method: "GET", path: "/api/2.0/tandem/storage/objects/read?name=" + q(storageObject())}
+		}},
+		{"GET /api/2.0/tandem/storage/secondary/list", "admin", nil},
+		{"GET /api/2.0/tandem/storage/secondary/read", "admin", nil},
 
 		// Notification destinations: admins change them, everyone sees them.
 		{"POST /api/2.0/notification-destinations", "admin", func() call {

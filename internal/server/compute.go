@@ -35,7 +35,7 @@ func (s *Server) buildCompute(orgID int64) error {
 		return err
 	}
 	s.Compute = &compute.Service{
-		Store: s.Store, Perms: s.Perms, Log: s.log.With("component", "compute"), Audit: s.Journal,
+		Store: s.Store, Perms: s.Perms, Log: s.log.With("component", "compute"), Audit: s.Diagnostics.Auditor(),
 		ResourceID: s.cfg.ResourceID(), OrgID: orgID, Provider: prov, Gateway: s.Gateway, CA: s.CA, CAPEM: s.CA.CertPEM,
 		ControlURL: cc.ControlURL, Secrets: kek,
 		GlobalScripts: globalScripts{s.InitScripts}, Files: scriptFiles{s}, Principals: principals{s},
@@ -91,7 +91,7 @@ func (g globalScripts) Enabled(ctx context.Context) ([]compute.Script, error) {
 	list, err := g.svc.Enabled(ctx)
 	out := make([]compute.Script, 0, len(list))
 	for _, sc := range list {
-		out = append(out, compute.Script{Name: sc.Name, Body: sc.Body()})
+		out = append(out, compute.Script{Name: sc.Name, Body: sc.Content})
 	}
 	return out, err
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/tandemdata/tandem/internal/api"
 	"github.com/tandemdata/tandem/internal/audit"
 	"github.com/tandemdata/tandem/internal/compute"
+	"github.com/tandemdata/tandem/internal/audit/diagnostics"
 	"github.com/tandemdata/tandem/internal/config"
 	"github.com/tandemdata/tandem/internal/dbfs"
 	"github.com/tandemdata/tandem/internal/gateway"
@@ -29,12 +31,14 @@ import (
 	"github.com/tandemdata/tandem/internal/initscripts"
 	"github.com/tandemdata/tandem/internal/jobs"
 	"github.com/tandemdata/tandem/internal/keys"
+	"github.com/tandemdata/tandem/internal/metrics"
 	"github.com/tandemdata/tandem/internal/permissions"
 	"github.com/tandemdata/tandem/internal/pki"
 	"github.com/tandemdata/tandem/internal/principal"
 	"github.com/tandemdata/tandem/internal/secrets"
 	"github.com/tandemdata/tandem/internal/storage"
-	"github.com/tandemdata/tandem/internal/storage/local"
+	"github.com/tandemdata/tandem/internal/storage/account"
+	"github.com/tandemdata/tandem/internal/storage/azureblob"
 	"github.com/tandemdata/tandem/internal/store"
 	"github.com/tandemdata/tandem/internal/store/sqlstore"
 	"github.com/tandemdata/tandem/internal/workspace"
@@ -53,13 +57,24 @@ type Server struct {
 	// Keys is the platform keyring (DATA_DIR/keys).
 	Keys *keys.Keyring
 	// Storage is the region's storage account: DBFS and workspace contents.
-	Storage     storage.Backend
-	Jobs        *jobs.Service
-	Workspace   *workspace.Service
-	DBFS        *dbfs.Service
-	Secrets     *secrets.Service
-	InitScripts *initscripts.Service
-	Compute     *compute.Service
+	Storage storage.Backend
+	// StorageAccount is Storage with its admin side (settings, health,
+	// failover).
+	StorageAccount *account.Account
+	Jobs           *jobs.Service
+	Workspace      *workspace.Service
+	DBFS           *dbfs.Service
+	Secrets        *secrets.Service
+	InitScripts    *initscripts.Service
+	// Metrics is the region's Prometheus registry, served at /metrics.
+	Metrics *metrics.Registry
+	// Diagnostics delivers audit records to the diagnostic settings'
+	// destinations and answers audit queries.
+	Diagnostics *diagnostics.Service
+	// Events writes audit records of actions outside API calls (the
+	// ...Result records of asynchronous operations, automated actions).
+	Events *audit.Emitter
+	Compute        *compute.Service
 	// Gateway is where instances' agents connect (mutual TLS).
 	Gateway *gateway.Gateway
 
@@ -124,13 +139,31 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if s.Keys, err = keys.OpenKeyring(filepath.Join(cfg.DataDir, "keys")); err != nil {
 		return nil, err
 	}
-	if s.Storage, err = local.New(filepath.Join(cfg.DataDir, "storage")); err != nil {
-		return nil, err
+	if s.StorageAccount, err = s.openStorage(ctx); err != nil {
+		return nil, fmt.Errorf("open the storage account: %w", err)
 	}
+	s.Storage = s.StorageAccount
 	info, err := s.workspaceInfo(ctx)
 	if err != nil {
 		return nil, err
 	}
+	s.Metrics = metrics.New()
+	s.Diagnostics, err = diagnostics.New(diagnostics.Config{
+		Store: s.Store, Journal: s.Journal, Account: s.Storage, Keys: s.Keys,
+		Dir: filepath.Join(cfg.DataDir, "audit"), ResourceID: cfg.ResourceID(), Region: cfg.Region,
+		Registry: s.Metrics, Log: log.With("component", "audit"),
+		DigestPeriod:     time.Duration(cfg.Audit.DigestPeriod),
+		JournalRetention: time.Duration(cfg.Audit.JournalRetention),
+		QueryRetention:   time.Duration(cfg.Audit.QueryRetention),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Diagnostics.EnsureDefault(ctx); err != nil {
+		return nil, fmt.Errorf("create the default diagnostic setting: %w", err)
+	}
+	auditor := s.Diagnostics.Auditor()
+	s.Events = &audit.Emitter{Appender: auditor, ResourceID: cfg.ResourceID()}
 
 	s.Identity = identity.New(s.Store, log.With("component", "identity"))
 	s.Perms = permissions.New(s.Store, s.Identity)
@@ -168,7 +201,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 
 	s.mux = api.NewMux(api.Config{
 		Auth:       s.Identity,
-		Audit:      s.Journal,
+		Audit:      auditor,
 		Logger:     log.With("component", "api"),
 		ResourceID: cfg.ResourceID(),
 		OrgID:      info.OrgID,
@@ -180,10 +213,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			return map[string]any{"workspace_id": fmt.Sprint(info.OrgID)}, nil
 		}})
 	s.DBFS = &dbfs.Service{Store: s.Store, Storage: s.Storage, Log: log.With("component", "dbfs"), Retention: cfg.VersionRetention()}
-	s.Secrets = &secrets.Service{Store: s.Store, Keys: s.Keys, Dir: s.Identity, Audit: s.Journal, ResourceID: cfg.ResourceID(),
-		Log: log.With("component", "secrets")}
+	s.Secrets = &secrets.Service{Store: s.Store, Keys: s.Keys, Dir: s.Identity, Audit: auditor, ResourceID: cfg.ResourceID()}
 	s.InitScripts = &initscripts.Service{Store: s.Store}
-	s.Jobs = &jobs.Service{Store: s.Store, Perms: s.Perms, Log: log.With("component", "jobs"), Audit: s.Journal,
+	s.Jobs = &jobs.Service{Store: s.Store, Perms: s.Perms, Log: log.With("component", "jobs"), Audit: auditor,
 		ResourceID: cfg.ResourceID(), WorkspaceID: info.OrgID}
 	s.Jobs.Init()
 	if err := s.buildCompute(info.OrgID); err != nil {
@@ -199,7 +231,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.mux.Handle(s.Secrets.Routes()...)
 	s.mux.Handle(s.InitScripts.Routes()...)
 	s.mux.Handle(s.Compute.Routes()...)
-	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run, s.Workspace.Run, s.DBFS.Run, s.Compute.Run)
+	s.mux.Handle(s.Diagnostics.Routes()...)
+	s.mux.Handle(s.Metrics.Routes()...)
+	s.mux.Handle(s.StorageAccount.Routes()...)
+	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run, s.Workspace.Run, s.DBFS.Run, s.Compute.Run, s.Diagnostics.Run, s.StorageAccount.Run)
 	// Agents reach the gateway outside the API (client certificates, no
 	// tokens); everything else is the API.
 	s.root = http.NewServeMux()
@@ -207,6 +242,56 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.root.Handle("/", s.mux)
 	ok = true
 	return s, nil
+}
+
+// openStorage opens the region's storage account (DATA_DIR/storage),
+// creating it with the configured defaults on first start.
+func (s *Server) openStorage(ctx context.Context) (*account.Account, error) {
+	return storageAccount(ctx, s.cfg, s.Store, s.Keys, false, s.log.With("component", "storage"))
+}
+
+func storageAccount(ctx context.Context, cfg config.Config, st store.Store, ring *keys.Keyring, readOnly bool, log *slog.Logger) (*account.Account, error) {
+	ttl, scrub := cfg.StorageDurations()
+	red, err := account.ParseRedundancy(cfg.Storage.Redundancy)
+	if err != nil {
+		return nil, err
+	}
+	var copies account.CopiesFunc
+	if az := cfg.Storage.Azure; az != nil {
+		copies = account.AzureCopies(azureblob.Config{ServiceURL: az.ServiceURL, Account: az.Account, Key: az.Key}, az.ContainerPrefix)
+	}
+	return account.Open(ctx, account.Options{
+		Name: "root", Dir: filepath.Join(cfg.DataDir, "storage"), Zones: cfg.Storage.Zones, Copies: copies,
+		Store: st, Keys: ring, KeyCacheTTL: ttl, ScrubInterval: scrub, ReadOnly: readOnly,
+		Defaults: account.Settings{Redundancy: red, Encryption: account.Encryption{
+			KeySource: account.KeySourcePlatform, InfrastructureEncryption: cfg.Storage.InfrastructureEncryption}},
+		Log: log,
+	})
+}
+
+// OpenStorage opens a region's storage account from its data directory,
+// for tools and tests. Read-only (tandem audit verify) it may run beside
+// the region's server and writes nothing; read-write it must not. close
+// releases the store and the account.
+func OpenStorage(ctx context.Context, cfg config.Config, readOnly bool) (acc storage.Backend, close func(), err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	st, err := sqlstore.Open(ctx, cfg.StoreDSN())
+	if err != nil {
+		return nil, nil, err
+	}
+	ring, err := keys.OpenKeyring(filepath.Join(cfg.DataDir, "keys"))
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	a, err := storageAccount(ctx, cfg, st, ring, readOnly, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return a, func() { a.Close(); st.Close() }, nil
 }
 
 func (s *Server) serverCertificate() (tls.Certificate, error) {
@@ -332,6 +417,12 @@ func (s *Server) Close() error {
 
 func (s *Server) closeState() error {
 	var errs []error
+	if s.Diagnostics != nil {
+		errs = append(errs, s.Diagnostics.Close())
+	}
+	if s.StorageAccount != nil {
+		errs = append(errs, s.StorageAccount.Close())
+	}
 	if s.Journal != nil {
 		errs = append(errs, s.Journal.Close())
 	}

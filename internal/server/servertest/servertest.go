@@ -63,6 +63,23 @@ func WithSetup(fn func(*server.Server)) Option {
 	}
 }
 
+// logOutputs are the writers that receive the server's log at debug level,
+// keyed by the config they were registered on (see WithLogOutput).
+var (
+	logOutputsMu sync.Mutex
+	logOutputs   = map[*config.Config]io.Writer{}
+)
+
+// WithLogOutput sends the server's log, at debug level, to w instead of
+// stderr (for tests that check what the server logs).
+func WithLogOutput(w io.Writer) Option {
+	return func(c *config.Config) {
+		logOutputsMu.Lock()
+		logOutputs[c] = w
+		logOutputsMu.Unlock()
+	}
+}
+
 // Start starts a region and stops it when the test ends.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
@@ -86,7 +103,14 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if os.Getenv("TANDEM_TEST_LOG") != "" {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	var out io.Writer = os.Stderr
+	logOutputsMu.Lock()
+	if w, ok := logOutputs[&cfg]; ok {
+		out, level = w, slog.LevelDebug
+		delete(logOutputs, &cfg)
+	}
+	logOutputsMu.Unlock()
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	srv, err := server.New(context.Background(), cfg, log)
 	if err != nil {
 		t.Fatalf("start server: %v", err)

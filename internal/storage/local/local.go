@@ -62,6 +62,13 @@ func (b *Backend) Put(ctx context.Context, name string, r io.Reader) error {
 		return mapErr(err)
 	}
 	tmp, err := os.CreateTemp(filepath.Join(b.Root, ".tmp"), "put-*")
+	if errors.Is(err, fs.ErrNotExist) {
+		// The directory was removed under us (a lost zone being rebuilt):
+		// make it again rather than fail every write from now on.
+		if err = os.MkdirAll(filepath.Join(b.Root, ".tmp"), 0o700); err == nil {
+			tmp, err = os.CreateTemp(filepath.Join(b.Root, ".tmp"), "put-*")
+		}
+	}
 	if err != nil {
 		return mapErr(err)
 	}
@@ -209,4 +216,61 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// Append adds what r holds at the end of the object, creating it if it is
+// absent, and syncs it: the local form of Azure's append blobs, which the
+// audit storage-account destination fills as records arrive. Unlike Put it
+// is not atomic: a crash during Append can leave part of the bytes, and
+// readers see the object grow; callers that need whole records check the
+// tail after a restart.
+func (b *Backend) Append(ctx context.Context, name string, r io.Reader) error {
+	p, err := b.path(name)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return mapErr(err)
+	}
+	_, statErr := os.Stat(p)
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return mapErr(err)
+	}
+	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
+		f.Close()
+		return mapErr(err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return mapErr(err)
+	}
+	if err := f.Close(); err != nil {
+		return mapErr(err)
+	}
+	if statErr != nil {
+		return atomicfile.SyncDir(filepath.Dir(p))
+	}
+	return nil
+}
+
+// WriteTo lets a source that writes whole buffers (the encryption layer's
+// stream) write them to the file directly, checking ctx between writes.
+func (c ctxReader) WriteTo(w io.Writer) (int64, error) {
+	if wt, ok := c.r.(io.WriterTo); ok {
+		return wt.WriteTo(ctxWriter{c.ctx, w})
+	}
+	return io.CopyBuffer(w, struct{ io.Reader }{c}, make([]byte, 256<<10))
+}
+
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }
