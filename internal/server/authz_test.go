@@ -387,6 +387,33 @@ func TestAuthorizationMatrix(t *testing.T) {
 			j, r := run()
 			return call{method: "POST", path: "/api/2.2/jobs/runs/repair", body: map[string]any{"run_id": jsonNum(r), "rerun_all_failed_tasks": true}, grant: grant("jobs", j, "CAN_MANAGE_RUN")}
 		}},
+
+		// Metrics and disaster recovery: admins only. Drain and seal change
+		// the region's role, so each call starts from an active region and
+		// resume, last, leaves it active.
+		{"GET /metrics", "admin", func() call { return call{method: "GET", path: "/metrics"} }},
+		{"GET /api/2.0/tandem/dr/status", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/dr/status?assets=true"} }},
+		{"GET /api/2.0/tandem/dr/reports", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/dr/reports"} }},
+		{"POST /api/2.0/tandem/dr/reports", "admin", func() call {
+			return call{method: "POST", path: "/api/2.0/tandem/dr/reports", body: map[string]any{"kind": "test", "started": next(), "report": map[string]any{}}}
+		}},
+		{"POST /api/2.0/tandem/dr/lease", "admin", func() call {
+			return call{method: "POST", path: "/api/2.0/tandem/dr/lease", body: map[string]any{"holder": fmt.Sprintf("authz-%d", next()), "release": true}}
+		}},
+		{"POST /api/2.0/tandem/dr/promote", "admin", func() call {
+			return call{method: "POST", path: "/api/2.0/tandem/dr/promote", body: map[string]any{"planned": true}}
+		}},
+		{"POST /api/2.0/tandem/dr/drain", "admin", func() call {
+			must(srv.Do(adminTok, "POST", "/api/2.0/tandem/dr/resume", map[string]any{}), "resume")
+			return call{method: "POST", path: "/api/2.0/tandem/dr/drain", body: map[string]any{"to_region": "elsewhere"}}
+		}},
+		{"POST /api/2.0/tandem/dr/seal", "admin", func() call {
+			must(srv.Do(adminTok, "POST", "/api/2.0/tandem/dr/resume", map[string]any{}), "resume")
+			return call{method: "POST", path: "/api/2.0/tandem/dr/seal", body: map[string]any{}}
+		}},
+		{"POST /api/2.0/tandem/dr/resume", "admin", func() call {
+			return call{method: "POST", path: "/api/2.0/tandem/dr/resume", body: map[string]any{}}
+		}},
 	}
 
 	// Every route the server mounts is in the matrix (or public).

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -23,13 +24,16 @@ import (
 	"github.com/tandemdata/tandem/internal/audit"
 	"github.com/tandemdata/tandem/internal/config"
 	"github.com/tandemdata/tandem/internal/dbfs"
+	"github.com/tandemdata/tandem/internal/dr"
 	"github.com/tandemdata/tandem/internal/identity"
 	"github.com/tandemdata/tandem/internal/initscripts"
 	"github.com/tandemdata/tandem/internal/jobs"
 	"github.com/tandemdata/tandem/internal/keys"
+	"github.com/tandemdata/tandem/internal/metrics"
 	"github.com/tandemdata/tandem/internal/permissions"
 	"github.com/tandemdata/tandem/internal/pki"
 	"github.com/tandemdata/tandem/internal/principal"
+	"github.com/tandemdata/tandem/internal/replication"
 	"github.com/tandemdata/tandem/internal/secrets"
 	"github.com/tandemdata/tandem/internal/storage"
 	"github.com/tandemdata/tandem/internal/storage/local"
@@ -43,7 +47,11 @@ type Server struct {
 	cfg config.Config
 	log *slog.Logger
 
+	// Store is the region's metadata store, seen through the disaster-
+	// recovery write gate: writes to replicated kinds are refused while the
+	// region does not lead. RawStore is the store itself (replication).
 	Store    store.Store
+	RawStore store.Store
 	Journal  *audit.Journal
 	CA       *pki.CA
 	Identity *identity.Service
@@ -57,6 +65,16 @@ type Server struct {
 	DBFS        *dbfs.Service
 	Secrets     *secrets.Service
 	InitScripts *initscripts.Service
+	// DR is the region's disaster-recovery role, epoch and follower.
+	DR *dr.Region
+	// Replication serves the change log and shared keys to the peer.
+	Replication *replication.Service
+	// Metrics is the region's Prometheus registry, served at /metrics.
+	Metrics *metrics.Registry
+	peer    *replication.Peer
+	tlsMu   sync.Mutex
+	tlsCAs  []*x509.Certificate
+	tlsConf *tls.Config
 
 	// loops are the background loops Start runs with the server's context.
 	loops []func(context.Context)
@@ -100,7 +118,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	}()
 
 	var err error
-	if s.Store, err = sqlstore.Open(ctx, cfg.StoreDSN()); err != nil {
+	if s.RawStore, err = sqlstore.Open(ctx, cfg.StoreDSN()); err != nil {
 		return nil, err
 	}
 	if s.Journal, err = audit.OpenJournal(filepath.Join(cfg.DataDir, "audit", "journal")); err != nil {
@@ -118,10 +136,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if s.Storage, err = local.New(filepath.Join(cfg.DataDir, "storage")); err != nil {
 		return nil, err
 	}
+	if err := s.openDR(ctx); err != nil {
+		return nil, err
+	}
 	info, err := s.workspaceInfo(ctx)
 	if err != nil {
 		return nil, err
 	}
+	// A region that does not lead has its workspace from its peer: the
+	// first-start set-up below is the leader's to do (and its writes would
+	// be refused here).
+	leads := s.DR.Gate().IsOpen()
 
 	s.Identity = identity.New(s.Store, log.With("component", "identity"))
 	s.Perms = permissions.New(s.Store, s.Identity)
@@ -140,18 +165,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.Workspace = &workspace.Service{Store: s.Store, Perms: s.Perms, Storage: s.Storage, Log: log.With("component", "workspace")}
 	s.Workspace.Init()
 	s.Identity.UserCreated = s.Workspace.EnsureHome
-	if err := s.Identity.EnsureBuiltins(ctx); err != nil {
-		return nil, fmt.Errorf("create built-in groups: %w", err)
-	}
-	if err := s.Identity.Bootstrap(ctx, os.Getenv("TANDEM_BOOTSTRAP_TOKEN"), cfg.AdminUser); err != nil {
-		return nil, fmt.Errorf("bootstrap admin token: %w", err)
-	}
-	users, err := s.Identity.UserNames(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.Workspace.EnsureLayout(ctx, users); err != nil {
-		return nil, fmt.Errorf("create workspace folders: %w", err)
+	if leads {
+		if err := s.Identity.EnsureBuiltins(ctx); err != nil {
+			return nil, fmt.Errorf("create built-in groups: %w", err)
+		}
+		if err := s.Identity.Bootstrap(ctx, os.Getenv("TANDEM_BOOTSTRAP_TOKEN"), cfg.AdminUser); err != nil {
+			return nil, fmt.Errorf("bootstrap admin token: %w", err)
+		}
+		users, err := s.Identity.UserNames(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.Workspace.EnsureLayout(ctx, users); err != nil {
+			return nil, fmt.Errorf("create workspace folders: %w", err)
+		}
 	}
 	s.Identity.TokenPolicy = func(ctx context.Context, p principal.Principal) error {
 		return s.Perms.CheckContext(ctx, "authorization", "tokens", permissions.CanUse)
@@ -163,6 +190,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		Logger:     log.With("component", "api"),
 		ResourceID: cfg.ResourceID(),
 		OrgID:      info.OrgID,
+		Guard:      s.DR.Guard,
 	})
 	s.mux.Handle(api.Route{Pattern: "GET /healthz", Public: true, NoAudit: true, Handler: s.healthz})
 	// The Python SDK probes this, unauthenticated, for the workspace id.
@@ -176,7 +204,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.InitScripts = &initscripts.Service{Store: s.Store}
 	s.Jobs = &jobs.Service{Store: s.Store, Perms: s.Perms, Log: log.With("component", "jobs"), Audit: s.Journal,
 		ResourceID: cfg.ResourceID(), WorkspaceID: info.OrgID}
+	s.Jobs.SchedulingPaused = s.DR.SchedulingPaused
 	s.Jobs.Init()
+	s.DR.SetWork(s.Jobs)
+	s.Replication = &replication.Service{Store: s.RawStore, Peer: s.peer, Keys: s.Keys, SharedKeys: sharedKeys,
+		Self: s.DR.LeaderInfo, Follower: s.DR.PeerFollower, Log: log.With("component", "replication")}
+	s.Metrics = metrics.New()
+	s.Metrics.MustRegister(s.DR.Collector())
 
 	s.mux.Handle(s.Identity.Routes()...)
 	s.mux.Handle(s.Perms.Routes()...)
@@ -185,9 +219,52 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.mux.Handle(s.DBFS.Routes()...)
 	s.mux.Handle(s.Secrets.Routes()...)
 	s.mux.Handle(s.InitScripts.Routes()...)
-	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run, s.Workspace.Run, s.DBFS.Run)
+	s.mux.Handle(s.DR.Routes()...)
+	s.mux.Handle(s.Replication.Routes()...)
+	s.mux.Handle(s.Metrics.Routes()...)
+	// The schedulers and sweeps run only while the region leads; the
+	// disaster-recovery supervisor starts and stops them.
+	s.DR.RunWhileLeading(s.Jobs.Run, s.Workspace.Run, s.DBFS.Run)
+	s.loops = append(s.loops, s.Identity.Watch, s.DR.Run)
 	ok = true
 	return s, nil
+}
+
+// sharedKeys are the platform keys both regions hold: they wrap replicated
+// data (secret scopes' data keys).
+var sharedKeys = []string{"secrets"}
+
+// openDR builds the region's disaster-recovery side over the raw store,
+// decides its role (checking the peer for a higher epoch), hands every
+// other service the write gate, and fills an empty secondary from its
+// primary before anything reads the workspace.
+func (s *Server) openDR(ctx context.Context) error {
+	cfg := s.cfg
+	if url := cfg.DR.PeerURL(); url != "" {
+		p, err := replication.NewPeer(url, cfg.DR.PeerCAFile, s.CA, cfg.Region)
+		if err != nil {
+			return fmt.Errorf("peer region: %w", err)
+		}
+		s.peer = p
+	}
+	var router dr.RouterView
+	if cfg.DR.Router != "" {
+		r, err := dr.NewHTTPRouter(cfg.DR.Router, cfg.DR.RouterCAFile)
+		if err != nil {
+			return err
+		}
+		router = r
+	}
+	s.DR = dr.New(dr.Config{
+		Region: cfg.Region, Secondary: cfg.DR.Primary != "", Store: s.RawStore, Peer: s.peer, Router: router,
+		Keys: s.Keys, SharedKeys: sharedKeys, RPO: cfg.DR.RPODuration(), DataDir: cfg.DataDir,
+		Log: s.log.With("component", "dr"),
+	})
+	s.Store = s.DR.Gate()
+	if err := s.DR.Open(ctx); err != nil {
+		return err
+	}
+	return s.DR.Bootstrap(ctx)
 }
 
 func (s *Server) serverCertificate() (tls.Certificate, error) {
@@ -234,8 +311,40 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // Routes lists every API route the server serves.
 func (s *Server) Routes() []api.Route { return s.mux.Routes() }
 
-// TLSConfig is the server's TLS configuration.
-func (s *Server) TLSConfig() *tls.Config { return pki.ServerConfig(s.cert, s.CA.Pool()) }
+// TLSConfig is the server's TLS configuration. Client certificates are
+// verified against the region's own CA (agents) and, with a peer region,
+// the peer's CA, read again when its file changes.
+func (s *Server) TLSConfig() *tls.Config {
+	base := pki.ServerConfig(s.cert, s.CA.Pool())
+	if s.peer == nil {
+		return base
+	}
+	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		cas := s.peer.CAs()
+		s.tlsMu.Lock()
+		defer s.tlsMu.Unlock()
+		if s.tlsConf == nil || !sameCerts(cas, s.tlsCAs) {
+			c := pki.ServerConfig(s.cert, s.peer.Pool(s.CA.Pool()))
+			// A config returned here is used as it is: ServeTLS does not add h2.
+			c.NextProtos = []string{"h2", "http/1.1"}
+			s.tlsConf, s.tlsCAs = c, cas
+		}
+		return s.tlsConf, nil
+	}
+	return base
+}
+
+func sameCerts(a, b []*x509.Certificate) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !a[i].Equal(b[i]) {
+			return false
+		}
+	}
+	return true
+}
 
 // CAFile is the path of the PEM file clients trust.
 func (s *Server) CAFile() string { return filepath.Join(s.cfg.DataDir, "tls", pki.CAFile) }
@@ -303,8 +412,8 @@ func (s *Server) closeState() error {
 	if s.Journal != nil {
 		errs = append(errs, s.Journal.Close())
 	}
-	if s.Store != nil {
-		errs = append(errs, s.Store.Close())
+	if s.RawStore != nil {
+		errs = append(errs, s.RawStore.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -53,6 +54,34 @@ var (
 	setups   = map[*config.Config][]func(*server.Server){}
 )
 
+var logWriters = map[*config.Config]io.Writer{}
+
+// WithLogWriter copies the region's whole log (debug level) to w, for
+// tests that check what a log holds.
+func WithLogWriter(w io.Writer) Option {
+	return func(c *config.Config) {
+		setupsMu.Lock()
+		logWriters[c] = w
+		setupsMu.Unlock()
+	}
+}
+
+// levelWriter passes on only the lines of the text handler at or above a
+// level (the shared stderr keeps its usual level when a test captures all).
+type levelWriter struct {
+	w     io.Writer
+	level slog.Level
+}
+
+func (l levelWriter) Write(p []byte) (int, error) {
+	for _, lv := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError} {
+		if bytes.Contains(p, []byte("level="+lv.String())) && lv < l.level {
+			return len(p), nil
+		}
+	}
+	return l.w.Write(p)
+}
+
 // WithSetup changes the built server before it starts (to plug test doubles
 // into its services where a real component is not the subject).
 func WithSetup(fn func(*server.Server)) Option {
@@ -86,7 +115,15 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if os.Getenv("TANDEM_TEST_LOG") != "" {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	var out io.Writer = os.Stderr
+	setupsMu.Lock()
+	if w, ok := logWriters[&cfg]; ok {
+		// Everything, debug included, goes to the test's writer too.
+		out, level = io.MultiWriter(w, levelWriter{os.Stderr, level}), slog.LevelDebug
+		delete(logWriters, &cfg)
+	}
+	setupsMu.Unlock()
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	srv, err := server.New(context.Background(), cfg, log)
 	if err != nil {
 		t.Fatalf("start server: %v", err)
@@ -229,4 +266,69 @@ func (s *Server) WriteDatabricksConfig(token string) string {
 		s.t.Fatal(err)
 	}
 	return p
+}
+
+// WithRegion names the region.
+func WithRegion(name string) Option { return func(c *config.Config) { c.Region = name } }
+
+// WithListen serves on a fixed address (to restart a region where its
+// peer expects it).
+func WithListen(addr string) Option { return func(c *config.Config) { c.Listen = addr } }
+
+// WithConfig changes the configuration in any other way.
+func WithConfig(fn func(*config.Config)) Option { return Option(fn) }
+
+// Pair is a primary and a secondary region paired for disaster recovery,
+// each trusting the other's CA, with the same admin token (it is
+// replicated).
+type Pair struct {
+	Primary, Secondary *Server
+	// Dirs and Addrs of both regions, to restart one where the other
+	// expects it.
+	PrimaryDir, SecondaryDir   string
+	PrimaryAddr, SecondaryAddr string
+	PrimaryOpts, SecondaryOpts []Option
+}
+
+// StartPair starts a primary region and a secondary that copies the
+// workspace from it and follows it. Both CAs are made first (as tandem up
+// does), so each region can name the other's CA file from its first start.
+// opts apply to both regions.
+func StartPair(t testing.TB, opts ...Option) *Pair {
+	t.Helper()
+	p := &Pair{PrimaryDir: t.TempDir(), SecondaryDir: t.TempDir(), PrimaryAddr: FreeAddr(t), SecondaryAddr: FreeAddr(t)}
+	for _, d := range []struct{ dir, name string }{{p.PrimaryDir, "primary"}, {p.SecondaryDir, "secondary"}} {
+		if _, err := pki.LoadOrCreateCA(filepath.Join(d.dir, "tls"), "Tandem CA "+d.name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.PrimaryOpts = append([]Option{WithDataDir(p.PrimaryDir), WithListen(p.PrimaryAddr), WithRegion("primary"),
+		WithConfig(func(c *config.Config) {
+			c.DR.Peer = "https://" + p.SecondaryAddr
+			c.DR.PeerCAFile = filepath.Join(p.SecondaryDir, "tls", pki.CAFile)
+		})}, opts...)
+	p.Primary = Start(t, p.PrimaryOpts...)
+	// The secondary's admin token is the primary's: it arrives by replication.
+	if err := os.WriteFile(filepath.Join(p.SecondaryDir, "servertest-admin-token"), []byte(p.Primary.AdminToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.SecondaryOpts = append([]Option{WithDataDir(p.SecondaryDir), WithListen(p.SecondaryAddr), WithRegion("secondary"),
+		WithConfig(func(c *config.Config) {
+			c.DR.Primary = p.Primary.URL
+			c.DR.PeerCAFile = filepath.Join(p.PrimaryDir, "tls", pki.CAFile)
+		})}, opts...)
+	p.Secondary = Start(t, p.SecondaryOpts...)
+	return p
+}
+
+// FreeAddr returns a loopback address with a port that was free a moment
+// ago (for regions that must know each other's address before they start).
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
