@@ -287,14 +287,25 @@ type Pair struct {
 	// expects it.
 	PrimaryDir, SecondaryDir   string
 	PrimaryAddr, SecondaryAddr string
+	// SecondaryDials, if set before Start, is the address the secondary
+	// uses to reach the primary (a proxy that a test can cut).
+	SecondaryDials string
 	PrimaryOpts, SecondaryOpts []Option
 }
 
 // StartPair starts a primary region and a secondary that copies the
-// workspace from it and follows it. Both CAs are made first (as tandem up
-// does), so each region can name the other's CA file from its first start.
-// opts apply to both regions.
+// workspace from it and follows it; opts apply to both.
 func StartPair(t testing.TB, opts ...Option) *Pair {
+	t.Helper()
+	p := NewPair(t)
+	p.Start(t, opts...)
+	return p
+}
+
+// NewPair chooses the directories and addresses of a pair and makes both
+// CAs (as tandem up does), so each region can name the other's CA file from
+// its first start.
+func NewPair(t testing.TB) *Pair {
 	t.Helper()
 	p := &Pair{PrimaryDir: t.TempDir(), SecondaryDir: t.TempDir(), PrimaryAddr: FreeAddr(t), SecondaryAddr: FreeAddr(t)}
 	for _, d := range []struct{ dir, name string }{{p.PrimaryDir, "primary"}, {p.SecondaryDir, "secondary"}} {
@@ -302,6 +313,12 @@ func StartPair(t testing.TB, opts ...Option) *Pair {
 			t.Fatal(err)
 		}
 	}
+	return p
+}
+
+// Start starts both regions of the pair, the primary first.
+func (p *Pair) Start(t testing.TB, opts ...Option) {
+	t.Helper()
 	p.PrimaryOpts = append([]Option{WithDataDir(p.PrimaryDir), WithListen(p.PrimaryAddr), WithRegion("primary"),
 		WithConfig(func(c *config.Config) {
 			c.DR.Peer = "https://" + p.SecondaryAddr
@@ -312,13 +329,16 @@ func StartPair(t testing.TB, opts ...Option) *Pair {
 	if err := os.WriteFile(filepath.Join(p.SecondaryDir, "servertest-admin-token"), []byte(p.Primary.AdminToken), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	dial := p.PrimaryAddr
+	if p.SecondaryDials != "" {
+		dial = p.SecondaryDials
+	}
 	p.SecondaryOpts = append([]Option{WithDataDir(p.SecondaryDir), WithListen(p.SecondaryAddr), WithRegion("secondary"),
 		WithConfig(func(c *config.Config) {
-			c.DR.Primary = p.Primary.URL
+			c.DR.Primary = "https://" + dial
 			c.DR.PeerCAFile = filepath.Join(p.PrimaryDir, "tls", pki.CAFile)
 		})}, opts...)
 	p.Secondary = Start(t, p.SecondaryOpts...)
-	return p
 }
 
 // FreeAddr returns a loopback address with a port that was free a moment
