@@ -289,7 +289,7 @@ type Pair struct {
 	PrimaryAddr, SecondaryAddr string
 	// SecondaryDials, if set before Start, is the address the secondary
 	// uses to reach the primary (a proxy that a test can cut).
-	SecondaryDials string
+	SecondaryDials             string
 	PrimaryOpts, SecondaryOpts []Option
 }
 
