@@ -319,7 +319,8 @@ func isJSON(r *http.Request) bool {
 		return true
 	}
 	mt, _, _ := mime.ParseMediaType(ct)
-	return mt == "application/json" || strings.HasSuffix(mt, "+json") || mt == "text/plain"
+	// The legacy databricks-cli sends its JSON bodies as text/json.
+	return mt == "application/json" || strings.HasSuffix(mt, "+json") || mt == "text/json" || mt == "text/plain"
 }
 
 // errorBody is the Databricks error body. SCIM routes add SCIM's schema and
@@ -425,6 +426,39 @@ func (m *Mux) record(req *Request, rt *Route, start time.Time, status int, body 
 				rec.Properties.Response.Result = string(b)
 			}
 		}
+	}
+	return rec
+}
+
+// NewRecord returns the audit record of an action a domain service performs
+// for the caller of ctx outside a route of its own, such as a secret read
+// for the cluster runtime. The identity is the principal of ctx; the request
+// id, source address and user agent are those of the API request ctx serves,
+// if any; the outcome is err's, as the caller would see it. Sensitive
+// params are dropped, as for any record.
+func NewRecord(ctx context.Context, resourceID, category, action string, at time.Time, params map[string]string, err error) *audit.Record {
+	rec := audit.New(resourceID, category, action, at)
+	p, _ := principal.From(ctx)
+	rec.Identity.Email = p.Name
+	if p.IsZero() {
+		rec.Identity.Email = "unknown"
+	}
+	if req, ok := RequestFrom(ctx); ok {
+		rec.Properties.RequestID = req.ID
+		rec.Properties.SourceIPAddress = sourceIP(req.HTTP)
+		rec.Properties.UserAgent = req.HTTP.UserAgent()
+	}
+	kept := make(map[string]string, len(params))
+	for k, v := range params {
+		if !audit.IsSensitive(k) {
+			kept[k] = v
+		}
+	}
+	rec.Properties.RequestParams = audit.Truncate(kept, audit.MaxParamsBytes)
+	rec.Properties.Response.StatusCode = http.StatusOK
+	if err != nil {
+		e := ErrorOf(err)
+		rec.Properties.Response.StatusCode, rec.Properties.Response.ErrorMessage = e.Status, e.Message
 	}
 	return rec
 }

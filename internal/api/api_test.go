@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tandemdata/tandem/internal/audit"
 	"github.com/tandemdata/tandem/internal/principal"
@@ -221,4 +222,60 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestLegacyCLIBodiesSentAsTextJSONReachTheAuditRecord(t *testing.T) {
+	a := &memAudit{}
+	m := newTestMux(a)
+	req := httptest.NewRequest("POST", "/api/2.0/secrets/put", strings.NewReader(`{"scope":"s","key":"k","string_value":"hunter2"}`))
+	req.Header.Set("Authorization", "Bearer good")
+	req.Header.Set("Content-Type", "text/json") // as databricks-cli 0.18 sends it
+	w := httptest.NewRecorder()
+	m.ServeHTTP(w, req)
+	if w.Code != 200 {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	r := a.last()
+	if r.Properties.RequestParams["scope"] != "s" || r.Properties.RequestParams["key"] != "k" {
+		t.Errorf("params = %v", r.Properties.RequestParams)
+	}
+	if _, ok := r.Properties.RequestParams["string_value"]; ok {
+		t.Errorf("the secret value is in the record: %v", r.Properties.RequestParams)
+	}
+}
+
+func TestNewRecordNamesTheCallerAndTheEnclosingRequest(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	ann := principal.Principal{ID: "1", Kind: principal.User, Name: "ann@example.com"}
+	hr := httptest.NewRequest("GET", "/api/2.0/x", nil)
+	hr.RemoteAddr = "10.1.2.3:5555"
+	hr.Header.Set("User-Agent", "agent/1")
+	inReq := context.WithValue(principal.With(context.Background(), ann), ctxRequestKey{}, &Request{HTTP: hr, ID: "req-1"})
+	cases := []struct {
+		name                 string
+		ctx                  context.Context
+		err                  error
+		email, reqID, ip, ua string
+		status               int
+		errorMessage         bool
+	}{
+		{"outside a request", principal.With(context.Background(), ann), nil, "ann@example.com", "", "", "", 200, false},
+		{"inside a request", inReq, nil, "ann@example.com", "req-1", "10.1.2.3", "agent/1", 200, false},
+		{"failed", inReq, NotFound("Scope s does not exist!"), "ann@example.com", "req-1", "10.1.2.3", "agent/1", 404, true},
+		{"no principal", context.Background(), nil, "unknown", "", "", "", 200, false},
+	}
+	for _, c := range cases {
+		r := NewRecord(c.ctx, "/R", "secrets", "getSecret", at, map[string]string{"scope": "s", "key": "k", "string_value": "hunter2"}, c.err)
+		got := []any{r.OperationName, r.Time, r.Identity.Email, r.Properties.RequestID, r.Properties.SourceIPAddress,
+			r.Properties.UserAgent, r.Properties.Response.StatusCode, r.Properties.Response.ErrorMessage != ""}
+		want := []any{"Microsoft.Databricks/secrets/getSecret", "2026-01-02T03:04:05.000Z", c.email, c.reqID, c.ip, c.ua, c.status, c.errorMessage}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("%s: field %d = %v, want %v", c.name, i, got[i], want[i])
+			}
+		}
+		if r.Properties.RequestParams["scope"] != "s" || r.Properties.RequestParams["key"] != "k" || r.Properties.RequestParams["string_value"] != "" {
+			t.Errorf("%s: params = %v", c.name, r.Properties.RequestParams)
+		}
+	}
 }

@@ -89,6 +89,8 @@ var sensitive = map[string]bool{
 	"private_key":   true,
 	"key_material":  true,
 	"authorization": true,
+	// Event Hubs connection strings carry a shared access key.
+	"connection_string": true,
 }
 
 // IsSensitive reports whether a field of that name is kept out of records.

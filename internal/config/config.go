@@ -5,6 +5,7 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -30,6 +31,7 @@ type Config struct {
 	TLS       TLS       `json:"tls"`
 	Workspace Workspace `json:"workspace"`
 	Log       Log       `json:"log"`
+	Audit     Audit     `json:"audit"`
 	// DBFSVersionRetention is how long replaced and deleted DBFS files stay
 	// restorable (a Go duration: "168h").
 	DBFSVersionRetention string `json:"dbfs_version_retention"`
@@ -100,6 +102,41 @@ type Log struct {
 	Level  string `json:"level"`  // debug, info, warn, error
 	Format string `json:"format"` // text or json
 }
+
+// Audit configures the delivery of audit records.
+type Audit struct {
+	// DigestPeriod is how often a digest seals the files delivered to a
+	// storage account (1h; shorter in tests).
+	DigestPeriod Duration `json:"digest_period"`
+	// JournalRetention keeps journal segments at least this long even
+	// once every destination has delivered them (24h).
+	JournalRetention Duration `json:"journal_retention"`
+	// QueryRetention is how long the audit query store keeps records (8760h).
+	QueryRetention Duration `json:"query_retention"`
+}
+
+// Duration is a time.Duration written as "90s", "1h" in configuration files.
+type Duration time.Duration
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string such as \"90s\" or \"1h\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %q is negative", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
 // Default returns the configuration used when nothing is set.
 func Default() Config {

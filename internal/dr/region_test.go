@@ -121,7 +121,7 @@ func seed(t *testing.T, srv *servertest.Server) seeded {
 
 func TestSecondaryReplicatesEveryAssetInPassivePosture(t *testing.T) {
 	var logs syncBuffer
-	p := servertest.StartPair(t, servertest.WithLogWriter(&logs))
+	p := servertest.StartPair(t, servertest.WithLogOutput(&logs))
 	s := seed(t, p.Primary)
 	waitCaughtUp(t, p)
 	sec, tok := p.Secondary, p.Secondary.AdminToken

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/tandemdata/tandem/internal/principal"
@@ -38,83 +37,98 @@ func (s *Service) Run(ctx context.Context) {
 	}
 }
 
-// step advances every active run once and admits queued runs.
+// step admits queued runs and advances every run in progress once.
 func (s *Service) step(ctx context.Context) error {
-	var ids []int64
+	var entries []activeEntry
 	err := s.Store.View(ctx, func(tx store.Tx) error {
-		return store.ScanPrefix(tx, kindActive, "", func(_ string, id int64) error {
-			ids = append(ids, id)
+		return store.ScanPrefix(tx, kindActive, "", func(_ string, e activeEntry) error {
+			if e.Queued {
+				// A queued run moves only when admitted, or canceled.
+				if ok, err := store.Exists(tx, kindCancel, runKey(e.RunID)); err != nil || !ok {
+					entries = append(entries, e)
+					return err
+				}
+				e.Queued = false
+			}
+			entries = append(entries, e)
 			return nil
 		})
 	})
 	if err != nil {
 		return err
 	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	if err := s.admitQueued(ctx, ids); err != nil {
+	admitted, err := s.admitQueued(ctx, entries)
+	if err != nil {
 		return err
 	}
-	for _, id := range ids {
+	progressed := len(admitted) > 0
+	for _, e := range entries {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err := s.stepRun(ctx, id); err != nil && ctx.Err() == nil {
-			s.Log.Error("run step", "run_id", id, "err", err)
+		if e.Queued && !admitted[e.RunID] {
+			continue
 		}
+		moved, err := s.stepRun(ctx, e)
+		if err != nil && ctx.Err() == nil {
+			s.Log.Error("run step", "run_id", e.RunID, "err", err)
+		}
+		progressed = progressed || moved
+	}
+	// A step that moved a run often enables the next one (a cluster is
+	// there, so the task can start; a run ended, so a queued one may start):
+	// go again at once instead of waiting for the tick.
+	if progressed {
+		s.nudge()
 	}
 	return nil
 }
 
 // admitQueued moves queued runs to pending, oldest first, while their job
-// has room under max_concurrent_runs.
-func (s *Service) admitQueued(ctx context.Context, ids []int64) error {
-	_, err := s.Store.Update(ctx, func(tx store.Tx) error {
-		type jobRuns struct {
-			queued []int64
-			active int
-			limit  int
+// has room under max_concurrent_runs. It reads only the index and the
+// records of the runs it admits.
+func (s *Service) admitQueued(ctx context.Context, entries []activeEntry) (map[int64]bool, error) {
+	type jobRuns struct {
+		queued  []int64
+		running int
+	}
+	byJob := map[int64]*jobRuns{}
+	for _, e := range entries {
+		jr := byJob[e.JobID]
+		if jr == nil {
+			jr = &jobRuns{}
+			byJob[e.JobID] = jr
 		}
-		byJob := map[int64]*jobRuns{}
-		recs := map[int64]record{}
-		for _, id := range ids {
-			rec, err := store.Get[record](tx, kindRun, runKey(id))
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if rec.Run.JobID == 0 {
-				if rec.Run.State.LifeCycleState == Queued {
-					rec.Run.State = RunState{LifeCycleState: Pending, StateMessage: "Waiting for a cluster."}
-					if err := store.Put(tx, kindRun, runKey(id), rec); err != nil {
-						return err
-					}
-				}
-				continue
-			}
-			jr := byJob[rec.Run.JobID]
-			if jr == nil {
-				jr = &jobRuns{limit: rec.Spec.ConcurrencyLimit()}
-				if j, err := store.Get[Job](tx, kindJob, jobKey(rec.Run.JobID)); err == nil {
-					if sp, err := specOf(j.Settings); err == nil {
-						jr.limit = sp.ConcurrencyLimit()
-					}
-				}
-				byJob[rec.Run.JobID] = jr
-			}
-			switch {
-			case rec.Run.State.LifeCycleState == Queued:
-				jr.queued = append(jr.queued, id)
-				recs[id] = rec
-			case active(rec.Run.State.LifeCycleState):
-				jr.active++
-			}
+		if e.Queued {
+			jr.queued = append(jr.queued, e.RunID)
+		} else {
+			jr.running++
 		}
-		now := tx.Now().UnixMilli()
-		for _, jr := range byJob {
-			for _, id := range admit(jr.queued, jr.active, jr.limit) {
-				rec := recs[id]
+	}
+	admitted := map[int64]bool{}
+	for jobID, jr := range byJob {
+		if len(jr.queued) == 0 {
+			continue
+		}
+		_, err := s.Store.Update(ctx, func(tx store.Tx) error {
+			limit := 1
+			if j, err := store.Get[Job](tx, kindJob, jobKey(jobID)); err == nil {
+				if sp, err := specOf(j.Settings); err == nil {
+					limit = sp.ConcurrencyLimit()
+				}
+			}
+			now := tx.Now().UnixMilli()
+			for _, id := range admit(jr.queued, jr.running, limit) {
+				rec, err := store.Get[record](tx, kindRun, runKey(id))
+				if errors.Is(err, store.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if rec.Run.State.LifeCycleState != Queued {
+					continue
+				}
 				rec.Run.QueueDuration = now - rec.Run.StartTime
 				rec.Run.StartTime = now
 				rec.Run.State = RunState{LifeCycleState: Pending, StateMessage: "Waiting for a cluster."}
@@ -124,11 +138,18 @@ func (s *Service) admitQueued(ctx context.Context, ids []int64) error {
 				if err := store.Put(tx, kindRun, runKey(id), rec); err != nil {
 					return err
 				}
+				if err := putActive(tx, &rec); err != nil {
+					return err
+				}
+				admitted[id] = true
 			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		return nil
-	})
-	return err
+	}
+	return admitted, nil
 }
 
 // stepRun observes a run's clusters and attempts, plans, stores the new
@@ -136,7 +157,8 @@ func (s *Service) admitQueued(ctx context.Context, ids []int64) error {
 // action lost to a crash is planned again (every action is idempotent),
 // while one done twice is not possible for attempts (handles) and clusters
 // (creation keys).
-func (s *Service) stepRun(ctx context.Context, id int64) error {
+func (s *Service) stepRun(ctx context.Context, e activeEntry) (bool, error) {
+	id := e.RunID
 	var rec record
 	err := s.Store.View(ctx, func(tx store.Tx) error {
 		var err error
@@ -152,11 +174,11 @@ func (s *Service) stepRun(ctx context.Context, id int64) error {
 		return nil
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		_, err = s.Store.Update(ctx, func(tx store.Tx) error { return deleteIfPresent(tx, kindActive, runKey(id)) })
-		return err
+		_, err = s.Store.Update(ctx, func(tx store.Tx) error { return deleteActive(tx, e.JobID, id) })
+		return false, err
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if rec.Exec == nil {
 		rec.Exec = map[string]*TaskExec{}
@@ -179,10 +201,12 @@ func (s *Service) stepRun(ctx context.Context, id int64) error {
 	done := Terminal(rec.Run.State.LifeCycleState) && releaseIfNeeded(&rec) == nil
 	if before != after || done {
 		if err := s.save(ctx, &rec, done); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return s.act(ctx, &rec, acts)
+	// Only a change of state counts as progress: asking again for a cluster
+	// that is still starting must not spin the loop.
+	return before != after, s.act(ctx, &rec, acts)
 }
 
 // save stores the run record; a finished run leaves the active index.
@@ -196,12 +220,12 @@ func (s *Service) save(ctx context.Context, rec *record, done bool) error {
 			return err
 		}
 		if done {
-			if err := deleteIfPresent(tx, kindActive, runKey(rec.Run.RunID)); err != nil {
+			if err := deleteActive(tx, rec.Run.JobID, rec.Run.RunID); err != nil {
 				return err
 			}
 			return deleteIfPresent(tx, kindCancel, runKey(rec.Run.RunID))
 		}
-		return nil
+		return putActive(tx, rec)
 	})
 	return err
 }

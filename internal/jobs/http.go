@@ -918,8 +918,11 @@ func (s *Service) cancelAll(ctx context.Context, req *api.Request) (any, error) 
 			}
 			return nil
 		}
-		return store.ScanPrefix(tx, kindActive, "", func(_ string, id int64) error {
-			rec, err := store.Get[record](tx, kindRun, runKey(id))
+		return store.ScanPrefix(tx, kindActive, "", func(_ string, e activeEntry) error {
+			if !e.Queued {
+				return nil
+			}
+			rec, err := store.Get[record](tx, kindRun, runKey(e.RunID))
 			if err != nil || rec.Run.State.LifeCycleState != Queued {
 				return err
 			}
@@ -1016,10 +1019,11 @@ func (s *Service) deleteRun(ctx context.Context, req *api.Request) (any, error) 
 				return err
 			}
 		}
-		for _, k := range []string{kindActive, kindCancel} {
-			if err := tx.Delete(store.Kind(k), runKey(rec.Run.RunID)); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
+		if err := deleteActive(tx, rec.Run.JobID, rec.Run.RunID); err != nil {
+			return err
+		}
+		if err := deleteIfPresent(tx, kindCancel, runKey(rec.Run.RunID)); err != nil {
+			return err
 		}
 		return tx.Delete(kindRun, runKey(rec.Run.RunID))
 	})
@@ -1161,7 +1165,7 @@ func (s *Service) repair(ctx context.Context, req *api.Request) (any, error) {
 		if err := store.Put(tx, kindRun, runKey(rec.Run.RunID), rec); err != nil {
 			return err
 		}
-		return store.Put(tx, kindActive, runKey(rec.Run.RunID), rec.Run.RunID)
+		return putActive(tx, rec)
 	})
 	if err != nil {
 		return nil, err

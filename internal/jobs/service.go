@@ -295,25 +295,22 @@ func (s *Service) newRun(tx store.Tx, job *Job, sp Spec, p principal.Principal, 
 	}
 	r.State = RunState{LifeCycleState: Pending, StateMessage: "Waiting for a cluster."}
 	if job != nil {
-		runs, err := runsOfJob(tx, job.JobID)
+		running, queued, err := countActive(tx, job.JobID)
 		if err != nil {
 			return nil, err
 		}
-		n := 0
-		for _, o := range runs {
-			if active(o.Run.State.LifeCycleState) || o.Run.State.LifeCycleState == Queued {
-				n++
-			}
-		}
-		if n >= sp.ConcurrencyLimit() {
-			if sp.QueueEnabled() {
-				r.State = RunState{LifeCycleState: Queued, StateMessage: "Queued: the job is at its maximum of concurrent runs.",
-					QueueReason: "MAX_CONCURRENT_RUNS_REACHED"}
-			} else {
-				r.State = RunState{LifeCycleState: Skipped, ResultState: MaxConcurrentReached,
-					StateMessage: fmt.Sprintf("Skipped: the job already has %d active runs, its maximum, and queueing is off.", n)}
-				r.EndTime = now
-			}
+		queue := RunState{LifeCycleState: Queued, StateMessage: "Queued: the job is at its maximum of concurrent runs.",
+			QueueReason: "MAX_CONCURRENT_RUNS_REACHED"}
+		switch {
+		case running >= sp.ConcurrencyLimit() && sp.QueueEnabled():
+			r.State = queue
+		case running >= sp.ConcurrencyLimit():
+			r.State = RunState{LifeCycleState: Skipped, ResultState: MaxConcurrentReached,
+				StateMessage: fmt.Sprintf("Skipped: the job already has %d active runs, its maximum, and queueing is off.", running)}
+			r.EndTime = now
+		case queued > 0 && sp.QueueEnabled():
+			// Room, but older runs wait: stay behind them.
+			r.State = queue
 		}
 		if err := store.Put(tx, kindRunByJob, jobKey(job.JobID)+"/"+runKey(id), id); err != nil {
 			return nil, err
@@ -323,16 +320,48 @@ func (s *Service) newRun(tx store.Tx, job *Job, sp Spec, p principal.Principal, 
 		return nil, err
 	}
 	if !Terminal(r.State.LifeCycleState) {
-		if err := store.Put(tx, kindActive, runKey(id), id); err != nil {
+		if err := putActive(tx, rec); err != nil {
 			return nil, err
 		}
 	}
 	return rec, nil
 }
 
-// kindActive indexes runs the executor still has to step (not terminal, or
-// terminal with clusters to release).
+// kindActive indexes the runs the executor still has to step (not terminal,
+// or terminal with clusters to release), by job and then run id, oldest
+// first; each entry says whether the run waits in its job's queue, so
+// admission and counting never read run records.
 const kindActive = "jobs.run.active"
+
+type activeEntry struct {
+	JobID  int64 `json:"job_id"`
+	RunID  int64 `json:"run_id"`
+	Queued bool  `json:"queued,omitempty"`
+}
+
+func activeKey(jobID, runID int64) string { return fmt.Sprintf("%020d/%020d", jobID, runID) }
+
+func putActive(tx store.Tx, rec *record) error {
+	return store.Put(tx, kindActive, activeKey(rec.Run.JobID, rec.Run.RunID),
+		activeEntry{JobID: rec.Run.JobID, RunID: rec.Run.RunID, Queued: rec.Run.State.LifeCycleState == Queued})
+}
+
+func deleteActive(tx store.Tx, jobID, runID int64) error {
+	return deleteIfPresent(tx, kindActive, activeKey(jobID, runID))
+}
+
+// countActive counts a job's runs in progress and its queued runs.
+func countActive(tx store.Tx, jobID int64) (running, queued int, err error) {
+	err = store.ScanPrefix(tx, kindActive, jobKey(jobID)+"/", func(_ string, e activeEntry) error {
+		if e.Queued {
+			queued++
+		} else {
+			running++
+		}
+		return nil
+	})
+	return running, queued, err
+}
 
 // runParams are the parameters a run was triggered with.
 type runParams struct {

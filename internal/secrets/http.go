@@ -1,12 +1,13 @@
 package secrets
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/tandemdata/tandem/internal/api"
 	"github.com/tandemdata/tandem/internal/keys"
@@ -14,9 +15,8 @@ import (
 	"github.com/tandemdata/tandem/internal/store"
 )
 
-var timeNow = time.Now
-
-// Routes returns the Secrets API.
+// Routes returns the Secrets API. The legacy databricks-cli 0.18 calls the
+// same paths as the SDKs, its GET parameters in the query string too.
 func (s *Service) Routes() []api.Route {
 	r := func(pattern, action string, h api.Handler) api.Route {
 		return api.Route{Pattern: pattern, Category: "secrets", Action: action, Handler: h}
@@ -38,17 +38,8 @@ func (s *Service) Routes() []api.Route {
 	}
 }
 
-func validName(what, s string) error {
-	if s == "" {
-		return api.MissingField(what)
-	}
-	if !nameRE.MatchString(s) {
-		return api.InvalidParam("%s %q must be 1 to 128 characters: letters, digits, '-', '_' and '.'.", what, s)
-	}
-	return nil
-}
-
-type scopeRequest struct {
+// request holds the fields of every Secrets API call.
+type request struct {
 	Scope                  string         `json:"scope"`
 	InitialManagePrincipal string         `json:"initial_manage_principal"`
 	ScopeBackendType       string         `json:"scope_backend_type"`
@@ -60,30 +51,77 @@ type scopeRequest struct {
 	Permission             Permission     `json:"permission"`
 }
 
-func (s *Service) createScope(ctx context.Context, req *api.Request) (any, error) {
-	var r scopeRequest
+// decode reads the request and checks the names it must carry.
+func decode(req *api.Request, withKey bool) (request, error) {
+	var r request
 	if err := req.Decode(&r); err != nil {
-		return nil, err
+		return r, err
 	}
 	if err := validName("scope", r.Scope); err != nil {
+		return r, err
+	}
+	if withKey {
+		if err := validName("key", r.Key); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+func validName(what, name string) error {
+	if name == "" {
+		return api.MissingField(what)
+	}
+	if !nameRE.MatchString(name) {
+		if len(name) > 128 {
+			return api.InvalidParam("The %s name is %d characters long; %s names may have at most 128.", what, len(name), what)
+		}
+		return api.InvalidParam("Invalid %s name %q: %s names consist of letters, digits, dashes, underscores and periods.", what, name, what)
+	}
+	return nil
+}
+
+func caller(ctx context.Context) (principal.Principal, error) {
+	p, ok := principal.From(ctx)
+	if !ok || p.IsZero() {
+		return p, api.Errorf(api.Unauthenticated, "Authentication is required.")
+	}
+	return p, nil
+}
+
+func (s *Service) createScope(ctx context.Context, req *api.Request) (any, error) {
+	r, err := decode(req, false)
+	if err != nil {
 		return nil, err
 	}
-	switch r.ScopeBackendType {
-	case "", "DATABRICKS":
-	case "AZURE_KEYVAULT":
-		return nil, api.Errorf(api.FeatureDisabled, "Azure Key Vault-backed scopes are not available in Tandem; create a Databricks-backed scope.")
-	default:
+	switch backend := strings.ToUpper(r.ScopeBackendType); {
+	case backend == BackendAzureKeyVault || r.BackendAzureKeyvault != nil:
+		// Databricks answers vault-backed scopes it cannot create with
+		// INVALID_PARAMETER_VALUE; so does Tandem, saying why.
+		return nil, api.InvalidParam("Azure Key Vault-backed secret scopes are not available yet in Tandem; " +
+			"create a Databricks-backed scope instead (omit scope_backend_type or set it to DATABRICKS).")
+	case backend != "" && backend != BackendDatabricks:
 		return nil, api.InvalidParam("scope_backend_type must be DATABRICKS or AZURE_KEYVAULT, not %q.", r.ScopeBackendType)
 	}
-	if r.InitialManagePrincipal != "" && r.InitialManagePrincipal != principal.UsersGroup {
-		return nil, api.InvalidParam("initial_manage_principal may only be %q.", principal.UsersGroup)
+	owner, err := caller(ctx)
+	if err != nil {
+		return nil, err
 	}
-	p := principal.MustFrom(ctx)
+	manager := owner.Name
+	switch r.InitialManagePrincipal {
+	case "":
+	case principal.UsersGroup:
+		manager = principal.UsersGroup
+	default:
+		return nil, api.InvalidParam("initial_manage_principal may only be %q (every user of the workspace), not %q.", principal.UsersGroup, r.InitialManagePrincipal)
+	}
 	kek, err := s.Keys.KEK(keyName)
 	if err != nil {
 		return nil, err
 	}
-	wrapped, err := kek.Wrap(ctx, keys.NewDEK())
+	dek := keys.NewDEK()
+	wrapped, err := kek.Wrap(ctx, dek)
+	clear(dek)
 	if err != nil {
 		return nil, err
 	}
@@ -93,41 +131,48 @@ func (s *Service) createScope(ctx context.Context, req *api.Request) (any, error
 		} else if ok {
 			return api.Errorf(api.ResourceAlreadyExists, "Scope %s already exists!", r.Scope)
 		}
-		n := 0
-		if err := store.ScanPrefix(tx, kindScope, "", func(string, Scope) error { n++; return nil }); err != nil {
+		n, err := count(tx, kindScope, "")
+		if err != nil {
 			return err
 		}
 		if n >= MaxScopes {
 			return api.Errorf(api.ResourceLimitExceeded, "The workspace already has %d secret scopes, the most it may have.", n)
 		}
-		sc := Scope{Name: r.Scope, BackendType: "DATABRICKS", WrappedKey: wrapped, KeyID: kek.ID(), Created: tx.Now().UnixMilli()}
+		sc := Scope{Name: r.Scope, BackendType: BackendDatabricks, WrappedKey: wrapped, KeyID: kek.ID(),
+			Created: tx.Now().UnixMilli(), CreatedBy: owner.Name}
 		if err := store.Put(tx, kindScope, sc.Name, sc); err != nil {
 			return err
 		}
-		owner := p.Name
-		if r.InitialManagePrincipal != "" {
-			owner = r.InitialManagePrincipal
-		}
-		return store.Put(tx, kindACL, sc.Name+sep+strings.ToLower(owner), ACL{Principal: owner, Permission: Manage})
+		return store.Put(tx, kindACL, aclKey(sc.Name, manager), ACL{Principal: manager, Permission: Manage})
 	})
 	return nil, err
 }
 
+// count counts the documents of kind under prefix without decoding them.
+func count(tx store.Tx, kind store.Kind, prefix string) (int, error) {
+	n := 0
+	err := tx.Scan(kind, prefix, "", func(string, json.RawMessage) error { n++; return nil })
+	return n, err
+}
+
+func aclKey(scope, principal string) string { return scope + sep + strings.ToLower(principal) }
+
 func (s *Service) deleteScope(ctx context.Context, req *api.Request) (any, error) {
-	var r scopeRequest
-	if err := req.Decode(&r); err != nil {
+	r, err := decode(req, false)
+	if err != nil {
 		return nil, err
 	}
-	if err := validName("scope", r.Scope); err != nil {
+	p, err := caller(ctx)
+	if err != nil {
 		return nil, err
 	}
-	_, err := s.Store.Update(ctx, func(tx store.Tx) error {
-		if _, err := check(tx, principal.MustFrom(ctx), r.Scope, Manage); err != nil {
+	_, err = s.Store.Update(ctx, func(tx store.Tx) error {
+		if _, err := check(tx, p, r.Scope, DeleteScope); err != nil {
 			return err
 		}
-		for _, k := range []store.Kind{kindSecret, kindACL} {
+		for _, k := range []store.Kind{kindSecret, kindValue, kindACL} {
 			var keys []string
-			err := store.ScanPrefix(tx, k, r.Scope+sep, func(key string, _ any) error {
+			err := tx.Scan(k, r.Scope+sep, "", func(key string, _ json.RawMessage) error {
 				keys = append(keys, key)
 				return nil
 			})
@@ -145,8 +190,12 @@ func (s *Service) deleteScope(ctx context.Context, req *api.Request) (any, error
 	return nil, err
 }
 
+// listScopes lists every scope of the workspace: as in Databricks, scope
+// names are visible to every user; what is in a scope is not.
 func (s *Service) listScopes(ctx context.Context, req *api.Request) (any, error) {
-	p := principal.MustFrom(ctx)
+	if _, err := caller(ctx); err != nil {
+		return nil, err
+	}
 	type scopeView struct {
 		Name        string `json:"name"`
 		BackendType string `json:"backend_type"`
@@ -154,13 +203,7 @@ func (s *Service) listScopes(ctx context.Context, req *api.Request) (any, error)
 	var out []scopeView
 	err := s.Store.View(ctx, func(tx store.Tx) error {
 		return store.ScanPrefix(tx, kindScope, "", func(_ string, sc Scope) error {
-			acls, err := aclsOf(tx, sc.Name)
-			if err != nil {
-				return err
-			}
-			if Allowed(p, acls, Read) {
-				out = append(out, scopeView{Name: sc.Name, BackendType: sc.BackendType})
-			}
+			out = append(out, scopeView{Name: sc.Name, BackendType: sc.BackendType})
 			return nil
 		})
 	})
@@ -168,24 +211,22 @@ func (s *Service) listScopes(ctx context.Context, req *api.Request) (any, error)
 		return nil, err
 	}
 	if len(out) == 0 {
-		return map[string]any{}, nil
+		return nil, nil
 	}
 	return map[string]any{"scopes": out}, nil
 }
 
+// errScopeReplaced says a scope was deleted and created again, with a new
+// data key, between sealing a value and storing it.
+var errScopeReplaced = errors.New("scope replaced while sealing")
+
 func (s *Service) put(ctx context.Context, req *api.Request) (any, error) {
-	var r scopeRequest
-	if err := req.Decode(&r); err != nil {
-		return nil, err
-	}
-	if err := validName("scope", r.Scope); err != nil {
-		return nil, err
-	}
-	if err := validName("key", r.Key); err != nil {
+	r, err := decode(req, true)
+	if err != nil {
 		return nil, err
 	}
 	if (r.StringValue == nil) == (r.BytesValue == nil) {
-		return nil, api.InvalidParam("Give exactly one of string_value and bytes_value.")
+		return nil, api.Errorf(api.MalformedRequest, "Give exactly one of string_value and bytes_value.")
 	}
 	var value []byte
 	if r.StringValue != nil {
@@ -193,83 +234,110 @@ func (s *Service) put(ctx context.Context, req *api.Request) (any, error) {
 	} else {
 		b, err := base64.StdEncoding.DecodeString(*r.BytesValue)
 		if err != nil {
-			// The value itself is never echoed.
-			return nil, api.Errorf(api.MalformedRequest, "bytes_value is not valid base64.")
+			// Never echo the value, nor the decoder's error quoting it.
+			return nil, api.Errorf(api.MalformedRequest, "bytes_value must be standard base64.")
 		}
 		value = b
 	}
+	defer clear(value)
 	if len(value) > MaxValue {
-		return nil, api.Errorf(api.ResourceLimitExceeded, "A secret value may be at most %d bytes; this one is %d.", MaxValue, len(value))
+		return nil, api.InvalidParam("A secret value may be at most %d bytes (128 KB); this one is %d.", MaxValue, len(value))
 	}
-	p := principal.MustFrom(ctx)
-	var sc Scope
-	err := s.Store.View(ctx, func(tx store.Tx) error {
-		var err error
-		sc, err = check(tx, p, r.Scope, Write)
-		return err
-	})
+	p, err := caller(ctx)
 	if err != nil {
 		return nil, err
 	}
-	dek, err := s.dataKey(ctx, sc)
+	// The data key is unwrapped and the value sealed outside the write
+	// transaction (unwrapping may call a key vault); the transaction then
+	// checks the scope still has the key the value was sealed with.
+	for attempt := 0; ; attempt++ {
+		var sc Scope
+		err := s.Store.View(ctx, func(tx store.Tx) error {
+			var err error
+			sc, err = check(tx, p, r.Scope, PutSecret)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		dek, err := s.dataKey(ctx, sc)
+		if err != nil {
+			return nil, err
+		}
+		sealed, err := keys.Seal(dek, value, aad(r.Scope, r.Key))
+		clear(dek)
+		if err != nil {
+			return nil, err
+		}
+		_, err = s.Store.Update(ctx, func(tx store.Tx) error {
+			cur, err := check(tx, p, r.Scope, PutSecret)
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(cur.WrappedKey, sc.WrappedKey) {
+				return errScopeReplaced
+			}
+			key := r.Scope + sep + r.Key
+			if ok, err := store.Exists(tx, kindSecret, key); err != nil {
+				return err
+			} else if !ok {
+				n, err := count(tx, kindSecret, r.Scope+sep)
+				if err != nil {
+					return err
+				}
+				if n >= MaxSecretsPerScope {
+					return api.Errorf(api.ResourceLimitExceeded, "Scope %s already holds %d secrets, the most a scope may hold.", r.Scope, n)
+				}
+			}
+			if err := store.Put(tx, kindValue, key, sealedValue{Sealed: sealed}); err != nil {
+				return err
+			}
+			return store.Put(tx, kindSecret, key, Secret{Key: r.Key, LastUpdated: tx.Now().UnixMilli()})
+		})
+		if errors.Is(err, errScopeReplaced) {
+			if attempt < 3 {
+				continue
+			}
+			return nil, api.Errorf(api.ResourceConflict, "Scope %s was replaced while the secret was being written; nothing was written. Retry.", r.Scope)
+		}
+		return nil, err
+	}
+}
+
+func (s *Service) delete(ctx context.Context, req *api.Request) (any, error) {
+	r, err := decode(req, true)
 	if err != nil {
 		return nil, err
 	}
-	sealed, err := keys.Seal(dek, value, aad(r.Scope, r.Key))
+	p, err := caller(ctx)
 	if err != nil {
 		return nil, err
 	}
 	_, err = s.Store.Update(ctx, func(tx store.Tx) error {
-		if _, err := check(tx, p, r.Scope, Write); err != nil {
+		if _, err := check(tx, p, r.Scope, DeleteSecret); err != nil {
 			return err
 		}
 		key := r.Scope + sep + r.Key
-		if ok, err := store.Exists(tx, kindSecret, key); err != nil {
-			return err
-		} else if !ok {
-			n := 0
-			if err := store.ScanPrefix(tx, kindSecret, r.Scope+sep, func(string, Secret) error { n++; return nil }); err != nil {
-				return err
-			}
-			if n >= MaxSecretsPerScope {
-				return api.Errorf(api.ResourceLimitExceeded, "Scope %s already holds %d secrets, the most a scope may hold.", r.Scope, n)
-			}
-		}
-		return store.Put(tx, kindSecret, key, Secret{Key: r.Key, Sealed: sealed, LastUpdated: tx.Now().UnixMilli()})
-	})
-	return nil, err
-}
-
-func (s *Service) delete(ctx context.Context, req *api.Request) (any, error) {
-	var r scopeRequest
-	if err := req.Decode(&r); err != nil {
-		return nil, err
-	}
-	if err := validName("scope", r.Scope); err != nil {
-		return nil, err
-	}
-	if err := validName("key", r.Key); err != nil {
-		return nil, err
-	}
-	_, err := s.Store.Update(ctx, func(tx store.Tx) error {
-		if _, err := check(tx, principal.MustFrom(ctx), r.Scope, Write); err != nil {
+		if err := tx.Delete(kindSecret, key); errors.Is(err, store.ErrNotFound) {
+			return secretNotFound(r.Scope, r.Key)
+		} else if err != nil {
 			return err
 		}
-		err := tx.Delete(kindSecret, r.Scope+sep+r.Key)
-		if errors.Is(err, store.ErrNotFound) {
-			return api.NotFound("Secret does not exist with scope: %s and key: %s", r.Scope, r.Key)
+		if err := tx.Delete(kindValue, key); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
 		}
-		return err
+		return nil
 	})
 	return nil, err
 }
 
 func (s *Service) list(ctx context.Context, req *api.Request) (any, error) {
-	var r scopeRequest
-	if err := req.Decode(&r); err != nil {
+	r, err := decode(req, false)
+	if err != nil {
 		return nil, err
 	}
-	if err := validName("scope", r.Scope); err != nil {
+	p, err := caller(ctx)
+	if err != nil {
 		return nil, err
 	}
 	type secretView struct {
@@ -277,8 +345,8 @@ func (s *Service) list(ctx context.Context, req *api.Request) (any, error) {
 		LastUpdatedTimestamp int64  `json:"last_updated_timestamp"`
 	}
 	var out []secretView
-	err := s.Store.View(ctx, func(tx store.Tx) error {
-		if _, err := check(tx, principal.MustFrom(ctx), r.Scope, Read); err != nil {
+	err = s.Store.View(ctx, func(tx store.Tx) error {
+		if _, err := check(tx, p, r.Scope, ListSecrets); err != nil {
 			return err
 		}
 		return store.ScanPrefix(tx, kindSecret, r.Scope+sep, func(_ string, sec Secret) error {
@@ -290,89 +358,116 @@ func (s *Service) list(ctx context.Context, req *api.Request) (any, error) {
 		return nil, err
 	}
 	if len(out) == 0 {
-		return map[string]any{}, nil
+		return nil, nil
 	}
 	return map[string]any{"secrets": out}, nil
 }
 
+// get answers the value, base64, as Databricks' get does. The route keeps
+// the response out of the audit record (and the API layer keeps no GET
+// result anyway).
 func (s *Service) get(ctx context.Context, req *api.Request) (any, error) {
-	var r scopeRequest
-	if err := req.Decode(&r); err != nil {
-		return nil, err
-	}
-	if err := validName("scope", r.Scope); err != nil {
-		return nil, err
-	}
-	if err := validName("key", r.Key); err != nil {
-		return nil, err
-	}
-	v, err := s.getValue(ctx, principal.MustFrom(ctx), r.Scope, r.Key)
+	r, err := decode(req, true)
 	if err != nil {
 		return nil, err
 	}
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.getValue(ctx, p, r.Scope, r.Key)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(v)
 	return map[string]string{"key": r.Key, "value": base64.StdEncoding.EncodeToString(v)}, nil
 }
 
-// checkPrincipal checks that an ACL names a user, group or service principal.
-func (s *Service) checkPrincipal(ctx context.Context, name string) error {
-	if name == "" {
-		return api.MissingField("principal")
-	}
-	if s.Dir == nil {
-		return nil
-	}
-	for _, kind := range []string{"user", "group", "service_principal"} {
-		if _, _, err := s.Dir.LookupPrincipal(ctx, kind, name); err == nil {
-			return nil
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return err
+// principalName checks that an ACL names a user, a group or a service
+// principal of the workspace and returns the name to store: a group's own
+// spelling, otherwise the name as given (users and application ids compare
+// without case).
+func (s *Service) principalName(ctx context.Context, name string) (string, error) {
+	for _, kind := range []string{"user", "service_principal", "group"} {
+		_, display, err := s.Dir.LookupPrincipal(ctx, kind, name)
+		if err == nil {
+			if kind == "group" && display != "" {
+				return display, nil
+			}
+			return name, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return "", err
 		}
 	}
-	return api.NotFound("Principal %s does not exist: name a user, a group or a service principal's application id.", name)
+	return "", api.InvalidParam("Principal %s does not exist: name a user, a group or a service principal's application id.", name)
 }
 
 func (s *Service) putACL(ctx context.Context, req *api.Request) (any, error) {
-	var r scopeRequest
-	if err := req.Decode(&r); err != nil {
-		return nil, err
-	}
-	if err := validName("scope", r.Scope); err != nil {
-		return nil, err
-	}
-	if rank(r.Permission) == 0 {
-		return nil, api.InvalidParam("permission must be READ, WRITE or MANAGE, not %q.", r.Permission)
-	}
-	if err := s.checkPrincipal(ctx, r.Principal); err != nil {
-		return nil, err
-	}
-	_, err := s.Store.Update(ctx, func(tx store.Tx) error {
-		if _, err := check(tx, principal.MustFrom(ctx), r.Scope, Manage); err != nil {
-			return err
-		}
-		// As in Databricks, putting an ACL for a principal replaces its old one.
-		return store.Put(tx, kindACL, r.Scope+sep+strings.ToLower(r.Principal), ACL{Principal: r.Principal, Permission: r.Permission})
-	})
-	return nil, err
-}
-
-func (s *Service) deleteACL(ctx context.Context, req *api.Request) (any, error) {
-	var r scopeRequest
-	if err := req.Decode(&r); err != nil {
-		return nil, err
-	}
-	if err := validName("scope", r.Scope); err != nil {
+	r, err := decode(req, false)
+	if err != nil {
 		return nil, err
 	}
 	if r.Principal == "" {
 		return nil, api.MissingField("principal")
 	}
-	_, err := s.Store.Update(ctx, func(tx store.Tx) error {
-		if _, err := check(tx, principal.MustFrom(ctx), r.Scope, Manage); err != nil {
+	if r.Permission == "" {
+		return nil, api.MissingField("permission")
+	}
+	if rank(r.Permission) == 0 {
+		return nil, api.InvalidParam("permission must be READ, WRITE or MANAGE, not %q.", r.Permission)
+	}
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// The scope and the caller's right come first: a caller who may not
+	// manage the scope learns nothing more.
+	err = s.Store.View(ctx, func(tx store.Tx) error {
+		_, err := check(tx, p, r.Scope, PutACL)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	name, err := s.principalName(ctx, r.Principal)
+	if err != nil {
+		return nil, err
+	}
+	_, err = s.Store.Update(ctx, func(tx store.Tx) error {
+		if _, err := check(tx, p, r.Scope, PutACL); err != nil {
 			return err
 		}
-		err := tx.Delete(kindACL, r.Scope+sep+strings.ToLower(r.Principal))
+		// A principal's ACL is replaced, as Databricks does (its own
+		// acceptance tests lower "users" from MANAGE to READ this way).
+		return store.Put(tx, kindACL, aclKey(r.Scope, name), ACL{Principal: name, Permission: r.Permission})
+	})
+	return nil, err
+}
+
+func aclNotFound(principal, scope string) error {
+	return api.NotFound("No ACL for principal %s on scope %s.", principal, scope)
+}
+
+func (s *Service) deleteACL(ctx context.Context, req *api.Request) (any, error) {
+	r, err := decode(req, false)
+	if err != nil {
+		return nil, err
+	}
+	if r.Principal == "" {
+		return nil, api.MissingField("principal")
+	}
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	_, err = s.Store.Update(ctx, func(tx store.Tx) error {
+		if _, err := check(tx, p, r.Scope, DeleteACL); err != nil {
+			return err
+		}
+		err := tx.Delete(kindACL, aclKey(r.Scope, r.Principal))
 		if errors.Is(err, store.ErrNotFound) {
-			return api.NotFound("No ACL for %s on scope %s.", r.Principal, r.Scope)
+			return aclNotFound(r.Principal, r.Scope)
 		}
 		return err
 	})
@@ -380,16 +475,17 @@ func (s *Service) deleteACL(ctx context.Context, req *api.Request) (any, error) 
 }
 
 func (s *Service) listACLs(ctx context.Context, req *api.Request) (any, error) {
-	var r scopeRequest
-	if err := req.Decode(&r); err != nil {
+	r, err := decode(req, false)
+	if err != nil {
 		return nil, err
 	}
-	if err := validName("scope", r.Scope); err != nil {
+	p, err := caller(ctx)
+	if err != nil {
 		return nil, err
 	}
 	var out []ACL
-	err := s.Store.View(ctx, func(tx store.Tx) error {
-		if _, err := check(tx, principal.MustFrom(ctx), r.Scope, Manage); err != nil {
+	err = s.Store.View(ctx, func(tx store.Tx) error {
+		if _, err := check(tx, p, r.Scope, ListACLs); err != nil {
 			return err
 		}
 		var err error
@@ -401,33 +497,37 @@ func (s *Service) listACLs(ctx context.Context, req *api.Request) (any, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Principal < out[j].Principal })
 	if len(out) == 0 {
-		return map[string]any{}, nil
+		return nil, nil
 	}
 	return map[string]any{"items": out}, nil
 }
 
 func (s *Service) getACL(ctx context.Context, req *api.Request) (any, error) {
-	var r scopeRequest
-	if err := req.Decode(&r); err != nil {
-		return nil, err
-	}
-	if err := validName("scope", r.Scope); err != nil {
+	r, err := decode(req, false)
+	if err != nil {
 		return nil, err
 	}
 	if r.Principal == "" {
 		return nil, api.MissingField("principal")
 	}
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var out ACL
-	err := s.Store.View(ctx, func(tx store.Tx) error {
-		if _, err := check(tx, principal.MustFrom(ctx), r.Scope, Manage); err != nil {
+	err = s.Store.View(ctx, func(tx store.Tx) error {
+		if _, err := check(tx, p, r.Scope, GetACL); err != nil {
 			return err
 		}
 		var err error
-		out, err = store.Get[ACL](tx, kindACL, r.Scope+sep+strings.ToLower(r.Principal))
+		out, err = store.Get[ACL](tx, kindACL, aclKey(r.Scope, r.Principal))
 		if errors.Is(err, store.ErrNotFound) {
-			return api.NotFound("No ACL for %s on scope %s.", r.Principal, r.Scope)
+			return aclNotFound(r.Principal, r.Scope)
 		}
 		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }

@@ -1,17 +1,11 @@
-// Package secrets is the Secrets API: Databricks-backed secret scopes whose
-// values are encrypted at rest with a data key per scope (wrapped by the
-// region's "secrets" key-encryption key), with READ, WRITE and MANAGE
-// access control per scope. Values leave only through get (and the cluster
-// runtime's dbutils.secrets), never through a list, a log or an audit record.
 package secrets
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"regexp"
-	"strings"
+	"time"
 
 	"github.com/tandemdata/tandem/internal/api"
 	"github.com/tandemdata/tandem/internal/audit"
@@ -20,13 +14,18 @@ import (
 	"github.com/tandemdata/tandem/internal/store"
 )
 
-// Store kinds owned by this package.
+// Store kinds owned by this package. A secret's metadata and its sealed
+// value are apart so that listing and counting a scope's secrets never read
+// up to 1000 values of up to 128 KB.
 const (
-	kindScope  = "secrets.scope"  // scope name -> Scope
-	kindSecret = "secrets.secret" // scope \x1f key -> Secret
-	kindACL    = "secrets.acl"    // scope \x1f principal -> ACL
+	kindScope  store.Kind = "secrets.scope"  // scope name -> Scope
+	kindSecret store.Kind = "secrets.secret" // scope␟key -> Secret
+	kindValue  store.Kind = "secrets.value"  // scope␟key -> sealedValue
+	kindACL    store.Kind = "secrets.acl"    // scope␟lower-case principal -> ACL
 )
 
+// sep joins a scope name to a key or principal in store keys; names cannot
+// hold it.
 const sep = "\x1f"
 
 // Limits, as Databricks has them.
@@ -36,113 +35,85 @@ const (
 	MaxScopes          = 1000
 )
 
+// nameRE is what scope and key names may be.
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,128}$`)
 
-// Permission is a scope ACL level.
-type Permission string
-
-// ACL levels, lowest first.
+// Backend types of a scope.
 const (
-	Read   Permission = "READ"
-	Write  Permission = "WRITE"
-	Manage Permission = "MANAGE"
+	BackendDatabricks    = "DATABRICKS"
+	BackendAzureKeyVault = "AZURE_KEYVAULT"
 )
 
-func rank(p Permission) int {
-	switch p {
-	case Read:
-		return 1
-	case Write:
-		return 2
-	case Manage:
-		return 3
-	}
-	return 0
-}
-
-// Scope is a secret scope. Its data key is stored only wrapped.
+// Scope is a secret scope. Its data key is stored only wrapped by the
+// platform key KeyID names.
 type Scope struct {
 	Name        string `json:"name"`
 	BackendType string `json:"backend_type"`
 	WrappedKey  []byte `json:"wrapped_key"`
 	KeyID       string `json:"key_id"`
 	Created     int64  `json:"created"`
+	CreatedBy   string `json:"created_by"`
 }
 
-// Secret is a stored secret: its value sealed with the scope's data key,
-// bound to the scope and key names.
+// Secret is what a list shows of a secret: its key and when it last changed.
 type Secret struct {
 	Key         string `json:"key"`
-	Sealed      []byte `json:"sealed"`
 	LastUpdated int64  `json:"last_updated"`
 }
 
-// ACL gives a principal (a user name, group name or application id) a
-// permission on a scope.
-type ACL struct {
-	Principal  string     `json:"principal"`
-	Permission Permission `json:"permission"`
+// sealedValue is a secret's value sealed with its scope's data key, bound to
+// the scope and key names.
+type sealedValue struct {
+	Sealed []byte `json:"sealed"`
 }
 
-// Directory finds the principal an ACL names.
+// Directory finds the principals ACLs name.
 type Directory interface {
 	LookupPrincipal(ctx context.Context, kind, name string) (id, display string, err error)
 }
 
-// Auditor records the reads of secret values made outside the API.
+// Keyring gives the platform key-encryption keys.
+type Keyring interface {
+	KEK(name string) (keys.KEK, error)
+}
+
+// Auditor durably stores the audit records of reads made outside the API.
 type Auditor interface {
 	Append(ctx context.Context, rec *audit.Record) error
 }
 
 // Service holds the secret scopes of a region.
 type Service struct {
-	Store      store.Store
-	Keys       *keys.Keyring
-	Dir        Directory
-	Audit      Auditor
+	Store store.Store
+	Keys  Keyring
+	Dir   Directory
+	// Audit receives the getSecret records of GetValue; without it GetValue
+	// reads nothing.
+	Audit Auditor
+	// ResourceID is the workspace's resource id in audit records.
 	ResourceID string
-	Log        *slog.Logger
+	// Now is the clock of GetValue's audit records (time.Now if nil).
+	Now func() time.Time
 }
 
-// keyName is the platform key that wraps scope data keys.
+// keyName is the platform key that wraps the scopes' data keys.
 const keyName = "secrets"
 
-// matches reports whether an ACL's principal is p or one of p's groups.
-func matches(a ACL, p principal.Principal) bool {
-	if strings.EqualFold(a.Principal, p.Name) {
-		return true
-	}
-	return p.InGroup(a.Principal)
+func scopeNotFound(name string) error {
+	return api.NotFound("Scope %s does not exist!", name)
 }
 
-// Allowed decides whether p holds need on a scope with the given ACLs:
-// admins always do; otherwise the highest ACL naming p or one of its groups
-// must reach need. It is pure.
-func Allowed(p principal.Principal, acls []ACL, need Permission) bool {
-	if p.Admin {
-		return true
-	}
-	best := 0
-	for _, a := range acls {
-		if matches(a, p) {
-			best = max(best, rank(a.Permission))
-		}
-	}
-	return best >= rank(need)
+func secretNotFound(scope, key string) error {
+	return api.NotFound("Secret does not exist with scope: %s and key: %s", scope, key)
 }
 
 func aclsOf(tx store.Tx, scope string) ([]ACL, error) {
 	return store.List[ACL](tx, kindACL, scope+sep)
 }
 
-func scopeNotFound(name string) error {
-	return api.NotFound("Scope %s does not exist!", name)
-}
-
-// check loads a scope and checks p holds need on it. A scope the caller has
-// no permission on at all reads as missing is not right for Databricks
-// users: they get PERMISSION_DENIED naming the scope.
-func check(tx store.Tx, p principal.Principal, scope string, need Permission) (Scope, error) {
+// check loads a scope and decides whether p may do a on it. A caller without
+// the level gets PERMISSION_DENIED naming the scope, as in Databricks.
+func check(tx store.Tx, p principal.Principal, scope string, a Action) (Scope, error) {
 	sc, err := store.Get[Scope](tx, kindScope, scope)
 	if errors.Is(err, store.ErrNotFound) {
 		return sc, scopeNotFound(scope)
@@ -154,16 +125,19 @@ func check(tx store.Tx, p principal.Principal, scope string, need Permission) (S
 	if err != nil {
 		return sc, err
 	}
-	if !Allowed(p, acls, need) {
-		return sc, api.Denied("%s does not have %s permission on scope %s.", p.Name, need, scope)
+	if !May(p, a, acls) {
+		return sc, api.Denied("%s does not have %s permission on scope %s to perform this action.", p.Name, needs[a], scope)
 	}
 	return sc, nil
 }
 
+// aad binds a sealed value to its scope and key: a value copied to another
+// key does not open.
 func aad(scope, key string) []byte { return []byte(scope + "\x00" + key) }
 
-// dataKey unwraps a scope's data key. A disabled or missing key-encryption
-// key fails closed (keys.ErrKeyDisabled: PERMISSION_DENIED naming the key).
+// dataKey unwraps a scope's data key. A disabled or missing platform key
+// fails closed (keys.ErrKeyDisabled and keys.ErrKeyNotFound answer
+// PERMISSION_DENIED naming the key, never its material).
 func (s *Service) dataKey(ctx context.Context, sc Scope) ([]byte, error) {
 	kek, err := s.Keys.KEK(keyName)
 	if err != nil {
@@ -176,41 +150,59 @@ func (s *Service) dataKey(ctx context.Context, sc Scope) ([]byte, error) {
 	return dek, nil
 }
 
-// GetValue returns a secret's value for the principal of ctx, with the same
-// checks as the API's get, and writes the getSecret audit record itself: the
-// cluster runtime (dbutils.secrets) reads values this way.
+// GetValue returns a secret's value for the principal of ctx, with the
+// checks of the API's get (READ on the scope), and writes the
+// secrets/getSecret audit record itself, through the journal: the cluster
+// runtime (dbutils.secrets) reads values this way. If called while serving
+// an API request, the record carries that request's id, address and user
+// agent. A read that cannot be audited returns no value.
 func (s *Service) GetValue(ctx context.Context, scope, key string) ([]byte, error) {
-	p := principal.MustFrom(ctx)
-	v, err := s.getValue(ctx, p, scope, key)
-	if s.Audit != nil {
-		rec := audit.New(s.ResourceID, "secrets", "getSecret", timeNow())
-		rec.Identity.Email = p.Name
-		rec.Properties.RequestParams = map[string]string{"scope": scope, "key": key}
-		rec.Properties.RequestID = api.RequestID(ctx)
-		rec.Properties.Response.StatusCode = 200
-		if err != nil {
-			e := api.ErrorOf(err)
-			rec.Properties.Response.StatusCode, rec.Properties.Response.ErrorMessage = e.Status, e.Message
-		}
-		if aerr := s.Audit.Append(ctx, rec); aerr != nil {
-			// No audit record, no secret.
-			return nil, api.Errorf(api.TemporarilyUnavailable, "The audit log is unavailable; the secret was not read.")
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	at := now()
+	var (
+		value []byte
+		err   error
+	)
+	p, ok := principal.From(ctx)
+	switch {
+	case !ok || p.IsZero():
+		err = api.Errorf(api.Unauthenticated, "Secrets are read on behalf of a user or service principal; the call named none.")
+	default:
+		if err = validName("scope", scope); err == nil {
+			if err = validName("key", key); err == nil {
+				value, err = s.getValue(ctx, p, scope, key)
+			}
 		}
 	}
-	return v, err
+	if s.Audit == nil {
+		clear(value)
+		return nil, errors.New("secrets: no audit journal is configured, so no value is read")
+	}
+	rec := api.NewRecord(ctx, s.ResourceID, "secrets", "getSecret", at, map[string]string{"scope": scope, "key": key}, err)
+	if aerr := s.Audit.Append(ctx, rec); aerr != nil {
+		clear(value)
+		return nil, api.Wrap(aerr, api.TemporarilyUnavailable, "The audit log is unavailable, so the secret was not read. Retry later.")
+	}
+	return value, err
 }
 
+// getValue reads and opens a secret's value for p.
 func (s *Service) getValue(ctx context.Context, p principal.Principal, scope, key string) ([]byte, error) {
-	var sc Scope
-	var sec Secret
+	var (
+		sc  Scope
+		val sealedValue
+	)
 	err := s.Store.View(ctx, func(tx store.Tx) error {
 		var err error
-		if sc, err = check(tx, p, scope, Read); err != nil {
+		if sc, err = check(tx, p, scope, GetSecret); err != nil {
 			return err
 		}
-		sec, err = store.Get[Secret](tx, kindSecret, scope+sep+key)
+		val, err = store.Get[sealedValue](tx, kindValue, scope+sep+key)
 		if errors.Is(err, store.ErrNotFound) {
-			return api.NotFound("Secret does not exist with scope: %s and key: %s", scope, key)
+			return secretNotFound(scope, key)
 		}
 		return err
 	})
@@ -221,8 +213,10 @@ func (s *Service) getValue(ctx context.Context, p principal.Principal, scope, ke
 	if err != nil {
 		return nil, err
 	}
-	v, err := keys.Open(dek, sec.Sealed, aad(scope, key))
+	defer clear(dek)
+	v, err := keys.Open(dek, val.Sealed, aad(scope, key))
 	if err != nil {
+		// The error names where, never what.
 		return nil, fmt.Errorf("open secret %s/%s: %w", scope, key, err)
 	}
 	return v, nil

@@ -181,6 +181,22 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET /api/2.0/token/list", "open", func() call { return call{method: "GET", path: "/api/2.0/token/list"} }},
 		{"POST /api/2.0/token/delete", "own", nil}, // checked below: a user deletes its own token, not another's
 		{"GET /api/2.0/token-management/tokens", "admin", func() call { return call{method: "GET", path: "/api/2.0/token-management/tokens"} }},
+		// Diagnostic settings, audit records and metrics: admins only.
+		{"GET /api/2.0/tandem/diagnostic-settings", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/diagnostic-settings"} }},
+		{"GET /api/2.0/tandem/diagnostic-settings/{name}", "admin", func() call {
+			return call{method: "GET", path: "/api/2.0/tandem/diagnostic-settings/default"}
+		}},
+		{"PUT /api/2.0/tandem/diagnostic-settings/{name}", "admin", func() call {
+			return call{method: "PUT", path: "/api/2.0/tandem/diagnostic-settings/authz-put", body: map[string]any{
+				"logs": []map[string]any{{"category": "ssh", "enabled": true}}, "storage_account": map[string]any{}}}
+		}},
+		{"DELETE /api/2.0/tandem/diagnostic-settings/{name}", "admin", func() call {
+			must(srv.Do(adminTok, "PUT", "/api/2.0/tandem/diagnostic-settings/authz-del", map[string]any{
+				"logs": []map[string]any{{"category": "repos", "enabled": true}}, "storage_account": map[string]any{}}), "setting")
+			return call{method: "DELETE", path: "/api/2.0/tandem/diagnostic-settings/authz-del"}
+		}},
+		{"GET /api/2.0/tandem/audit/records", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/audit/records?page_size=1"} }},
+		{"GET /metrics", "admin", func() call { return call{method: "GET", path: "/metrics"} }},
 		{"GET /api/2.0/token-management/tokens/{token_id}", "admin", func() call {
 			return call{method: "GET", path: "/api/2.0/token-management/tokens/" + adminToken()}
 		}},
@@ -237,9 +253,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 			p, id := folder()
 			return call{method: "POST", path: "/api/2.0/workspace-files/import-file" + p + "/f.txt", body: "hello", grant: grant("directories", id, "CAN_EDIT")}
 		}},
-		{"POST /api/2.0/workspace/delete", "CAN_MANAGE", func() call {
+		{"POST /api/2.0/workspace/delete", "CAN_EDIT", func() call {
 			p, id := folder()
-			return call{method: "POST", path: "/api/2.0/workspace/delete", body: map[string]any{"path": p, "recursive": true}, grant: grant("directories", id, "CAN_MANAGE")}
+			return call{method: "POST", path: "/api/2.0/workspace/delete", body: map[string]any{"path": p, "recursive": true}, grant: grant("directories", id, "CAN_EDIT")}
 		}},
 
 		// DBFS has no per-file access control, as in Databricks.
@@ -391,7 +407,6 @@ func TestAuthorizationMatrix(t *testing.T) {
 		// Metrics and disaster recovery: admins only. Drain and seal change
 		// the region's role, so each call starts from an active region and
 		// resume, last, leaves it active.
-		{"GET /metrics", "admin", func() call { return call{method: "GET", path: "/metrics"} }},
 		{"GET /api/2.0/tandem/dr/status", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/dr/status?assets=true"} }},
 		{"GET /api/2.0/tandem/dr/reports", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/dr/reports"} }},
 		{"POST /api/2.0/tandem/dr/reports", "admin", func() call {

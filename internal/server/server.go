@@ -22,6 +22,7 @@ import (
 
 	"github.com/tandemdata/tandem/internal/api"
 	"github.com/tandemdata/tandem/internal/audit"
+	"github.com/tandemdata/tandem/internal/audit/diagnostics"
 	"github.com/tandemdata/tandem/internal/config"
 	"github.com/tandemdata/tandem/internal/dbfs"
 	"github.com/tandemdata/tandem/internal/dr"
@@ -65,16 +66,22 @@ type Server struct {
 	DBFS        *dbfs.Service
 	Secrets     *secrets.Service
 	InitScripts *initscripts.Service
+	// Metrics is the region's Prometheus registry, served at /metrics.
+	Metrics *metrics.Registry
+	// Diagnostics delivers audit records to the diagnostic settings'
+	// destinations and answers audit queries.
+	Diagnostics *diagnostics.Service
+	// Events writes audit records of actions outside API calls (the
+	// ...Result records of asynchronous operations, automated actions).
+	Events *audit.Emitter
 	// DR is the region's disaster-recovery role, epoch and follower.
 	DR *dr.Region
 	// Replication serves the change log and shared keys to the peer.
 	Replication *replication.Service
-	// Metrics is the region's Prometheus registry, served at /metrics.
-	Metrics *metrics.Registry
-	peer    *replication.Peer
-	tlsMu   sync.Mutex
-	tlsCAs  []*x509.Certificate
-	tlsConf *tls.Config
+	peer        *replication.Peer
+	tlsMu       sync.Mutex
+	tlsCAs      []*x509.Certificate
+	tlsConf     *tls.Config
 
 	// loops are the background loops Start runs with the server's context.
 	loops []func(context.Context)
@@ -143,6 +150,23 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err != nil {
 		return nil, err
 	}
+	s.Metrics = metrics.New()
+	s.Diagnostics, err = diagnostics.New(diagnostics.Config{
+		Store: s.Store, Journal: s.Journal, Account: s.Storage, Keys: s.Keys,
+		Dir: filepath.Join(cfg.DataDir, "audit"), ResourceID: cfg.ResourceID(), Region: cfg.Region,
+		Registry: s.Metrics, Log: log.With("component", "audit"),
+		DigestPeriod:     time.Duration(cfg.Audit.DigestPeriod),
+		JournalRetention: time.Duration(cfg.Audit.JournalRetention),
+		QueryRetention:   time.Duration(cfg.Audit.QueryRetention),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Diagnostics.EnsureDefault(ctx); err != nil {
+		return nil, fmt.Errorf("create the default diagnostic setting: %w", err)
+	}
+	auditor := s.Diagnostics.Auditor()
+	s.Events = &audit.Emitter{Appender: auditor, ResourceID: cfg.ResourceID()}
 	// A region that does not lead has its workspace from its peer: the
 	// first-start set-up below is the leader's to do (and its writes would
 	// be refused here).
@@ -186,7 +210,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 
 	s.mux = api.NewMux(api.Config{
 		Auth:       s.Identity,
-		Audit:      s.Journal,
+		Audit:      auditor,
 		Logger:     log.With("component", "api"),
 		ResourceID: cfg.ResourceID(),
 		OrgID:      info.OrgID,
@@ -199,17 +223,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			return map[string]any{"workspace_id": fmt.Sprint(info.OrgID)}, nil
 		}})
 	s.DBFS = &dbfs.Service{Store: s.Store, Storage: s.Storage, Log: log.With("component", "dbfs"), Retention: cfg.VersionRetention()}
-	s.Secrets = &secrets.Service{Store: s.Store, Keys: s.Keys, Dir: s.Identity, Audit: s.Journal, ResourceID: cfg.ResourceID(),
-		Log: log.With("component", "secrets")}
+	s.Secrets = &secrets.Service{Store: s.Store, Keys: s.Keys, Dir: s.Identity, Audit: auditor, ResourceID: cfg.ResourceID()}
 	s.InitScripts = &initscripts.Service{Store: s.Store}
-	s.Jobs = &jobs.Service{Store: s.Store, Perms: s.Perms, Log: log.With("component", "jobs"), Audit: s.Journal,
+	s.Jobs = &jobs.Service{Store: s.Store, Perms: s.Perms, Log: log.With("component", "jobs"), Audit: auditor,
 		ResourceID: cfg.ResourceID(), WorkspaceID: info.OrgID}
 	s.Jobs.SchedulingPaused = s.DR.SchedulingPaused
 	s.Jobs.Init()
 	s.DR.SetWork(s.Jobs)
 	s.Replication = &replication.Service{Store: s.RawStore, Peer: s.peer, Keys: s.Keys, SharedKeys: sharedKeys,
 		Self: s.DR.LeaderInfo, Follower: s.DR.PeerFollower, Log: log.With("component", "replication")}
-	s.Metrics = metrics.New()
 	s.Metrics.MustRegister(s.DR.Collector())
 
 	s.mux.Handle(s.Identity.Routes()...)
@@ -221,11 +243,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.mux.Handle(s.InitScripts.Routes()...)
 	s.mux.Handle(s.DR.Routes()...)
 	s.mux.Handle(s.Replication.Routes()...)
+	s.mux.Handle(s.Diagnostics.Routes()...)
 	s.mux.Handle(s.Metrics.Routes()...)
 	// The schedulers and sweeps run only while the region leads; the
-	// disaster-recovery supervisor starts and stops them.
+	// disaster-recovery supervisor starts and stops them. Audit delivery
+	// runs in every role: a passive region delivers its own records.
 	s.DR.RunWhileLeading(s.Jobs.Run, s.Workspace.Run, s.DBFS.Run)
-	s.loops = append(s.loops, s.Identity.Watch, s.DR.Run)
+	s.loops = append(s.loops, s.Identity.Watch, s.Diagnostics.Run, s.DR.Run)
 	ok = true
 	return s, nil
 }
@@ -409,6 +433,9 @@ func (s *Server) Close() error {
 
 func (s *Server) closeState() error {
 	var errs []error
+	if s.Diagnostics != nil {
+		errs = append(errs, s.Diagnostics.Close())
+	}
 	if s.Journal != nil {
 		errs = append(errs, s.Journal.Close())
 	}

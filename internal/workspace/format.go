@@ -56,15 +56,22 @@ func LanguageOfName(name string) string {
 	return extOf[strings.ToLower(path.Ext(name))]
 }
 
+// hasHeader reports whether content starts with the SOURCE header of lang.
+func hasHeader(content []byte, lang string) bool {
+	return firstLine(content) == Header(lang)
+}
+
+func firstLine(content []byte) string {
+	if i := bytes.IndexByte(content, '\n'); i >= 0 {
+		content = content[:i]
+	}
+	return strings.TrimSpace(strings.TrimPrefix(string(content), "\ufeff"))
+}
+
 // detectSource reports the language of content that starts with a
 // Databricks notebook header, or "".
 func detectSource(content []byte) string {
-	first := content
-	if i := bytes.IndexByte(content, '\n'); i >= 0 {
-		first = content[:i]
-	}
-	line := strings.TrimSpace(strings.TrimPrefix(string(first), "\ufeff"))
-	switch line {
+	switch firstLine(content) {
 	case "# Databricks notebook source":
 		return Python // R notebooks share the header; the extension decides
 	case "-- Databricks notebook source":
@@ -100,9 +107,8 @@ func ParseSource(content []byte, lang string) []Cell {
 		if src == "" && len(cells) > 0 {
 			return
 		}
-		c := Cell{Source: src}
-		c.Markdown = strings.HasPrefix(src, "%md")
-		cells = append(cells, c)
+		_, md := markdownBody(src)
+		cells = append(cells, Cell{Source: src, Markdown: md})
 	}
 	for _, l := range lines {
 		if strings.TrimSpace(l) == sep {
@@ -124,7 +130,8 @@ func ParseSource(content []byte, lang string) []Cell {
 	return cells
 }
 
-// RenderSource writes cells as a SOURCE-format notebook.
+// RenderSource writes cells as a SOURCE-format notebook. Like Databricks'
+// export, it ends with the last cell's last line, without a newline.
 func RenderSource(cells []Cell, lang string) []byte {
 	var b strings.Builder
 	b.WriteString(Header(lang))
@@ -148,18 +155,15 @@ func RenderSource(cells []Cell, lang string) []byte {
 		}
 		b.WriteString(src)
 	}
-	b.WriteString("\n")
 	return []byte(b.String())
 }
 
-// ToSource turns imported content into the canonical SOURCE form: content
-// that already has the header is kept; code without it becomes a
-// one-cell notebook.
+// ToSource turns imported content into the canonical SOURCE form in which
+// notebooks are stored and exported: Databricks keeps cells, not the file,
+// so a notebook exports the same whatever blank lines its source had, and
+// code without the header becomes a one-cell notebook.
 func ToSource(content []byte, lang string) []byte {
-	if detectSource(content) != "" {
-		return content
-	}
-	return RenderSource([]Cell{{Source: strings.TrimRight(string(content), "\n")}}, lang)
+	return RenderSource(ParseSource(content, lang), lang)
 }
 
 // ipynb is the subset of the Jupyter format Tandem reads and writes.
@@ -174,8 +178,27 @@ type ipynbCell struct {
 	CellType string          `json:"cell_type"`
 	Source   json.RawMessage `json:"source"`
 	Metadata map[string]any  `json:"metadata"`
-	Outputs  []any           `json:"outputs,omitempty"`
-	ExecCnt  *int            `json:"execution_count,omitempty"`
+	// Code cells must carry outputs and execution_count (null when never
+	// run); markdown cells must not (nbformat 4 schema).
+	Outputs *[]any          `json:"outputs,omitempty"`
+	ExecCnt json.RawMessage `json:"execution_count,omitempty"`
+}
+
+// markdownBody returns the text of a %md cell (on the magic's line or the
+// lines after it), and whether the cell is one. %md-sandbox and other
+// magics are not markdown.
+func markdownBody(src string) (string, bool) {
+	rest, ok := strings.CutPrefix(src, "%md")
+	if !ok {
+		return "", false
+	}
+	if rest == "" {
+		return "", true
+	}
+	if rest[0] == '\n' || rest[0] == ' ' {
+		return rest[1:], true
+	}
+	return "", false
 }
 
 // cellSource reads a Jupyter cell source: a string or a list of lines.
@@ -200,14 +223,17 @@ func ParseJupyter(content []byte) ([]Cell, string, error) {
 	if nb.Cells == nil {
 		return nil, "", fmt.Errorf("not a Jupyter notebook: no cells")
 	}
+	// The language: Databricks' own metadata first (its exports carry
+	// it), then Jupyter's language_info and kernelspec; Python by default.
 	lang := Python
-	if li, ok := nb.Metadata["language_info"].(map[string]any); ok {
-		if n, ok := li["name"].(string); ok {
-			lang = languageOfJupyter(n, lang)
-		}
-	} else if ks, ok := nb.Metadata["kernelspec"].(map[string]any); ok {
-		if n, ok := ks["language"].(string); ok {
-			lang = languageOfJupyter(n, lang)
+	for _, f := range []struct{ key, field string }{
+		{"application/vnd.databricks.v1+notebook", "language"}, {"language_info", "name"}, {"kernelspec", "language"},
+	} {
+		if m, ok := nb.Metadata[f.key].(map[string]any); ok {
+			if n, ok := m[f.field].(string); ok && languageOfJupyter(n, "") != "" {
+				lang = languageOfJupyter(n, "")
+				break
+			}
 		}
 	}
 	var cells []Cell
@@ -221,7 +247,8 @@ func ParseJupyter(content []byte) ([]Cell, string, error) {
 		case "markdown":
 			cells = append(cells, Cell{Source: "%md\n" + src, Markdown: true})
 		case "code", "raw":
-			cells = append(cells, Cell{Source: src, Markdown: strings.HasPrefix(src, "%md")})
+			_, md := markdownBody(src)
+			cells = append(cells, Cell{Source: src, Markdown: md})
 		}
 	}
 	return cells, lang, nil
@@ -250,10 +277,10 @@ func RenderJupyter(cells []Cell, lang, name string) ([]byte, error) {
 		}}
 	for _, c := range cells {
 		src := c.Source
-		cell := ipynbCell{CellType: "code", Metadata: map[string]any{}, Outputs: []any{}}
-		if strings.HasPrefix(src, "%md") {
+		cell := ipynbCell{CellType: "code", Metadata: map[string]any{}, Outputs: &[]any{}, ExecCnt: json.RawMessage("null")}
+		if body, ok := markdownBody(src); ok {
 			cell = ipynbCell{CellType: "markdown", Metadata: map[string]any{}}
-			src = strings.TrimPrefix(strings.TrimPrefix(src, "%md"), "\n")
+			src = body
 		}
 		lines := splitKeepNewlines(src)
 		cell.Source, _ = json.Marshal(lines)

@@ -35,10 +35,15 @@ func (s *Service) Routes() []api.Route {
 		r("POST /api/2.0/workspace/mkdirs", "mkdirs", s.mkdirsHandler),
 		r("POST /api/2.0/workspace/delete", "delete", s.delete),
 	}
-	imp := r("POST /api/2.0/workspace/import", "importNotebook", s.importHandler)
-	imp.MaxBody, imp.Drop = importBodyLimit, []string{"content"}
+	// Imports are notebook/importNotebook in Databricks' audit log, or
+	// workspace/fileCreate once the handler knows it made a file.
+	imp := api.Route{Pattern: "POST /api/2.0/workspace/import", Category: "notebook", Action: "importNotebook", Handler: s.importHandler,
+		MaxBody: importBodyLimit, Drop: []string{"content"}}
+	// The body is the file itself, read by the handler: were it buffered, a
+	// JSON file's fields would be taken for request fields in the audit
+	// record.
 	file := r("POST /api/2.0/workspace-files/import-file/{path...}", "fileCreate", s.importFile)
-	file.MaxBody = MaxContent + 1
+	file.Stream = true
 	return append(routes, imp, file)
 }
 
@@ -51,8 +56,12 @@ type pathRequest struct {
 }
 
 // readable reports whether p may see the object; listing the root and
-// /Users needs no permission, but shows only what p can read.
+// /Users needs no permission, but shows only what p can read, and /Users
+// itself, which every home is in.
 func (s *Service) readable(tx store.Tx, p principal.Principal, o Object) (bool, error) {
+	if o.Path == "/Users" {
+		return true, nil
+	}
 	err := s.check(tx, p, o, permissions.CanRead)
 	var e *api.Error
 	if errors.As(err, &e) && e.Code == api.PermissionDenied {
@@ -166,6 +175,7 @@ func (s *Service) delete(ctx context.Context, req *api.Request) (any, error) {
 	if np == "/" || np == "/Users" || np == "/Shared" {
 		return nil, api.InvalidParam("%s cannot be deleted.", np)
 	}
+	caller := principal.MustFrom(ctx)
 	var blobs []string
 	_, err = s.Store.Update(ctx, func(tx store.Tx) error {
 		blobs = nil
@@ -184,8 +194,15 @@ func (s *Service) delete(ctx context.Context, req *api.Request) (any, error) {
 		default:
 			req.SetAction("workspace", "fileDelete")
 		}
-		if err := s.check(tx, principal.MustFrom(ctx), o, permissions.CanManage); err != nil {
+		// Databricks' folder ACLs give "create, import and delete items" to
+		// CAN_EDIT; a folder's grants reach everything below it, so one check
+		// on the object covers a recursive delete.
+		if err := s.check(tx, caller, o, permissions.CanEdit); err != nil {
 			return err
+		}
+		// A user manages their home but may not remove it.
+		if dir, _ := fspath.Split(np); dir == "/Users" && !caller.Admin {
+			return api.Denied("%s is a home folder: only an admin can delete it.", np)
 		}
 		all, err := collect(tx, o)
 		if err != nil {
@@ -239,6 +256,14 @@ func (s *Service) importHandler(ctx context.Context, req *api.Request) (any, err
 			return nil, err
 		}
 		req.SetAuditParam("path", r.Path)
+		for k, v := range map[string]string{"format": r.Format, "language": r.Language} {
+			if v != "" {
+				req.SetAuditParam(k, v)
+			}
+		}
+		if r.Overwrite {
+			req.SetAuditParam("overwrite", "true")
+		}
 	} else {
 		if err := req.Decode(&r); err != nil {
 			return nil, err
@@ -351,19 +376,11 @@ func decideImport(p, format, language string, content []byte) (Object, []byte, e
 		if ext == ".ipynb" {
 			return decideImport(p, "JUPYTER", language, content)
 		}
-		if hdr := detectSource(content); hdr != "" {
-			lang := extOf[ext]
-			if lang == "" {
-				lang = hdr
-			}
-			if language != "" {
-				lang = language
-			}
-			target := p
-			if extOf[ext] != "" {
-				target = strip()
-			}
-			return notebook(target, lang, content)
+		// A notebook needs a notebook extension and that language's header:
+		// a plain .py module, or a text that merely starts with a header
+		// line, is a file.
+		if lang := extOf[ext]; lang != "" && hasHeader(content, lang) {
+			return notebook(strip(), lang, ToSource(content, lang))
 		}
 		return Object{Path: p, ObjectType: File}, content, nil
 	case "RAW":
@@ -380,21 +397,72 @@ func (s *Service) importFile(ctx context.Context, req *api.Request) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	content := req.Body()
+	req.SetAuditParam("path", np)
+	content, err := io.ReadAll(io.LimitReader(req.HTTP.Body, MaxContent+1))
+	if err != nil {
+		return nil, api.Errorf(api.MalformedRequest, "Could not read the request body: %v", err)
+	}
 	if len(content) > MaxContent {
-		return nil, api.Errorf(api.MaxNotebookSizeExceeded, "The content is %d bytes; the limit is %d.", len(content), MaxContent)
+		return nil, api.Errorf(api.MaxNotebookSizeExceeded, "The content is larger than the %d-byte limit.", MaxContent)
 	}
 	overwrite, _ := strconv.ParseBool(req.HTTP.URL.Query().Get("overwrite"))
 	o, stored, err := decideImport(np, "AUTO", "", content)
 	if err != nil {
 		return nil, err
 	}
+	if o.ObjectType == Notebook {
+		req.SetAction("notebook", "importNotebook")
+	}
 	_, err = s.put(ctx, principal.MustFrom(ctx), o, stored, overwrite)
 	var e *api.Error
-	if errors.As(err, &e) && e.Code == api.ResourceAlreadyExists {
+	if errors.As(err, &e) && e.Code == api.ResourceAlreadyExists && !s.isNotebook(ctx, o.Path) {
+		// This endpoint answers 409 for an existing file, and 400 with
+		// "Path (...) already exists." for a notebook: the CLI's filer
+		// recognises both.
 		return nil, e.WithStatus(http.StatusConflict)
 	}
 	return nil, err
+}
+
+// isNotebook reports whether a notebook is at p.
+func (s *Service) isNotebook(ctx context.Context, p string) bool {
+	var o Object
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		var err error
+		o, err = get(tx, p)
+		return err
+	})
+	return err == nil && o.ObjectType == Notebook
+}
+
+// exportAs decides how an object is exported, before its contents are
+// read: a notebook as SOURCE (also for AUTO) or JUPYTER text, a file as RAW
+// bytes (also for SOURCE and AUTO). It is pure.
+func exportAs(o Object, format string) (string, error) {
+	f := strings.ToUpper(format)
+	switch f {
+	case "", "SOURCE", "AUTO", "JUPYTER", "RAW":
+	case "HTML", "DBC", "R_MARKDOWN":
+		return "", api.InvalidParam("Export format %s is not supported by Tandem; use SOURCE, JUPYTER, AUTO or RAW.", f)
+	default:
+		return "", api.InvalidParam("Unknown export format %q; use SOURCE, JUPYTER, AUTO or RAW.", format)
+	}
+	switch o.ObjectType {
+	case Directory:
+		return "", api.InvalidParam("%s is a folder; Tandem exports folders object by object (DBC archives are not supported).", o.Path)
+	case Notebook:
+		switch f {
+		case "JUPYTER":
+			return "JUPYTER", nil
+		case "RAW":
+			return "", api.InvalidParam("%s is a notebook: export it as SOURCE, JUPYTER or AUTO (RAW is for files).", o.Path)
+		}
+		return "SOURCE", nil
+	}
+	if f == "JUPYTER" {
+		return "", api.InvalidParam("%s is a file, not a notebook: export it with format SOURCE, AUTO or RAW.", o.Path)
+	}
+	return "RAW", nil
 }
 
 func (s *Service) export(ctx context.Context, req *api.Request) (any, error) {
@@ -411,30 +479,24 @@ func (s *Service) export(ctx context.Context, req *api.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	format := strings.ToUpper(r.Format)
-	if o.ObjectType == Directory {
-		return nil, api.InvalidParam("%s is a folder; Tandem exports folders object by object (DBC archives are not supported).", o.Path)
+	format, err := exportAs(o, r.Format)
+	if err != nil {
+		return nil, err
 	}
 	b, err := s.content(ctx, o)
 	if err != nil {
 		return nil, err
 	}
 	fileType := strings.TrimPrefix(path.Ext(o.Path), ".")
-	if o.ObjectType == Notebook {
-		switch format {
-		case "", "SOURCE", "AUTO":
-			fileType = Extension(o.Language)
-		case "JUPYTER":
-			_, name := fspath.Split(o.Path)
-			if b, err = RenderJupyter(ParseSource(b, o.Language), o.Language, name); err != nil {
-				return nil, err
-			}
-			fileType = "ipynb"
-		default:
-			return nil, api.InvalidParam("Export format %s is not supported by Tandem; use SOURCE, JUPYTER or AUTO.", r.Format)
+	switch format {
+	case "SOURCE":
+		fileType = Extension(o.Language)
+	case "JUPYTER":
+		_, name := fspath.Split(o.Path)
+		if b, err = RenderJupyter(ParseSource(b, o.Language), o.Language, name); err != nil {
+			return nil, err
 		}
-	} else if format == "JUPYTER" {
-		return nil, api.InvalidParam("%s is a file, not a notebook: export it with format SOURCE, AUTO or RAW.", o.Path)
+		fileType = "ipynb"
 	}
 	if r.DirectDownload {
 		return &api.Raw{ContentType: "application/octet-stream", Body: b}, nil

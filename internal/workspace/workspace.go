@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -25,8 +26,8 @@ import (
 
 // Store kinds owned by this package.
 const (
-	// kindObject is keyed by parent path, sepKey, name: a folder's children
-	// are one prefix scan.
+	// kindObject is keyed by childPrefix(parent) + name: a folder's
+	// children are one prefix scan.
 	kindObject = "workspace.object"
 	// kindID maps an object id (20 digits) to its path.
 	kindID = "workspace.id"
@@ -80,9 +81,20 @@ func (o Object) info() ObjectInfo {
 	return oi
 }
 
+// childPrefix is the key prefix of a folder's direct children. The root's
+// is the separator alone, so that a key is exactly as long as its path and
+// every path fspath.Clean accepts fits the store's key limit.
+func childPrefix(dir string) string {
+	if dir == "/" {
+		return sepKey
+	}
+	return dir + sepKey
+}
+
+// objectKey is the store key of the object at a clean path other than "/".
 func objectKey(p string) string {
 	dir, name := fspath.Split(p)
-	return dir + sepKey + name
+	return childPrefix(dir) + name
 }
 
 func idKey(id int64) string { return fmt.Sprintf("%020d", id) }
@@ -96,6 +108,15 @@ type Service struct {
 	Perms   *permissions.Service
 	Storage storage.Backend
 	Log     *slog.Logger
+	// Now is the sweeper's clock (tests replace it); time.Now if nil.
+	Now func() time.Time
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 // permission type names per object type.
@@ -174,6 +195,12 @@ func byID(tx store.Tx, id int64) (Object, error) {
 
 func notFound(p string) error { return api.NotFound("Path (%s) doesn't exist.", p) }
 
+// alreadyExists is RESOURCE_ALREADY_EXISTS as the Workspace API answers it:
+// with 400, not the generic 409 (the CLI matches 400 and the message).
+func alreadyExists(format string, args ...any) error {
+	return api.Errorf(api.ResourceAlreadyExists, format, args...).WithStatus(http.StatusBadRequest)
+}
+
 // check checks p holds need on the object at path o.
 func (s *Service) check(tx store.Tx, p principal.Principal, o Object, need permissions.Level) error {
 	return s.Perms.Check(tx, p, permType(o.ObjectType), strconv.FormatInt(o.ObjectID, 10), need)
@@ -181,7 +208,7 @@ func (s *Service) check(tx store.Tx, p principal.Principal, o Object, need permi
 
 // children lists a folder's direct children.
 func children(tx store.Tx, dir string) ([]Object, error) {
-	return store.List[Object](tx, kindObject, dir+sepKey)
+	return store.List[Object](tx, kindObject, childPrefix(dir))
 }
 
 // mkdirs creates a folder and any missing parents; a file or notebook in
@@ -193,7 +220,7 @@ func (s *Service) mkdirs(tx store.Tx, p principal.Principal, dir string, now int
 	o, err := get(tx, dir)
 	if err == nil {
 		if o.ObjectType != Directory {
-			return o, api.Errorf(api.ResourceAlreadyExists, "Path (%s) already exists and is not a directory.", dir)
+			return o, alreadyExists("Path (%s) already exists and is not a directory.", dir)
 		}
 		return o, nil
 	}
@@ -347,70 +374,106 @@ func (s *Service) ReadFile(ctx context.Context, p principal.Principal, path stri
 // replaced blob is deleted after the commit. A crash leaves at most an
 // unreferenced blob, which the sweeper removes.
 func (s *Service) put(ctx context.Context, p principal.Principal, o Object, content []byte, overwrite bool) (Object, error) {
-	blob, err := storage.PutBlob(ctx, s.Storage, blobPrefix, bytes.NewReader(content))
-	if err != nil {
-		return o, fmt.Errorf("store contents of %s: %w", o.Path, err)
-	}
-	var old storage.Blob
-	committed := false
-	defer func() {
-		if !committed {
-			s.Storage.Delete(context.WithoutCancel(ctx), blob.Name)
-		}
-	}()
-	_, err = s.Store.Update(ctx, func(tx store.Tx) error {
-		now := tx.Now().UnixMilli()
-		old = storage.Blob{}
-		dir, _ := fspath.Split(o.Path)
-		parent, err := get(tx, dir)
-		if errors.Is(err, store.ErrNotFound) {
-			return api.NotFound("The parent folder (%s) does not exist.", dir)
-		}
-		if err != nil {
-			return err
-		}
-		if parent.ObjectType != Directory {
-			return api.InvalidParam("The parent (%s) is not a folder.", dir)
-		}
-		existing, err := get(tx, o.Path)
-		switch {
-		case err == nil:
-			if !overwrite {
-				return api.Errorf(api.ResourceAlreadyExists, "Path (%s) already exists.", o.Path)
-			}
-			if existing.ObjectType == Directory {
-				return api.Errorf(api.ResourceAlreadyExists, "Path (%s) already exists and is a directory.", o.Path)
-			}
-			if err := s.check(tx, p, existing, permissions.CanEdit); err != nil {
-				return err
-			}
-			old = existing.Blob
-			existing.ObjectType, existing.Language, existing.Blob, existing.ModifiedAt = o.ObjectType, o.Language, blob, now
-			if err := store.Put(tx, kindObject, objectKey(o.Path), existing); err != nil {
-				return err
-			}
-			o = existing
-			return nil
-		case !errors.Is(err, store.ErrNotFound):
-			return err
-		}
-		if err := s.check(tx, p, parent, permissions.CanEdit); err != nil {
-			return err
-		}
-		o.Blob = blob
-		o, err = s.create(tx, p, o, now)
+	// Refuse what the transaction would refuse before writing any contents:
+	// a caller without the permission cannot make the region store 10 MB.
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		_, err := s.admit(tx, p, o.Path, overwrite)
 		return err
 	})
 	if err != nil {
 		return o, err
 	}
-	committed = true
+	blob, err := storage.PutBlob(ctx, s.Storage, blobPrefix, bytes.NewReader(content))
+	if err != nil {
+		return o, fmt.Errorf("store contents of %s: %w", o.Path, err)
+	}
+	var out Object
+	var old storage.Blob
+	_, err = s.Store.Update(ctx, func(tx store.Tx) error {
+		now := tx.Now().UnixMilli()
+		old = storage.Blob{}
+		existing, err := s.admit(tx, p, o.Path, overwrite)
+		if err != nil {
+			return err
+		}
+		if existing != nil {
+			out = *existing
+			old = out.Blob
+			out.ObjectType, out.Language, out.Blob, out.ModifiedAt = o.ObjectType, o.Language, blob, now
+			if err := moveACL(tx, *existing, out); err != nil {
+				return err
+			}
+			return store.Put(tx, kindObject, objectKey(o.Path), out)
+		}
+		n := o
+		n.Blob = blob
+		out, err = s.create(tx, p, n, now)
+		return err
+	})
+	if err != nil {
+		// A refusal (an API error from the transaction) committed nothing,
+		// so the new contents can go. Any other error may have come after
+		// the commit (a connection lost while committing): the blob may be
+		// referenced, and the sweeper decides from the metadata.
+		var refused *api.Error
+		if errors.As(err, &refused) {
+			s.Storage.Delete(context.WithoutCancel(ctx), blob.Name)
+		}
+		return o, err
+	}
 	if old.Name != "" {
 		if err := s.Storage.Delete(ctx, old.Name); err != nil {
 			s.Log.Warn("delete replaced contents", "path", o.Path, "err", err)
 		}
 	}
-	return o, nil
+	return out, nil
+}
+
+// moveACL moves an object's grants when it changes type (a notebook
+// overwritten by a file keeps its id): ACLs are keyed by permission type.
+func moveACL(tx store.Tx, from, to Object) error {
+	ft, tt := permType(from.ObjectType), permType(to.ObjectType)
+	if ft == tt {
+		return nil
+	}
+	id := strconv.FormatInt(from.ObjectID, 10)
+	grants, err := permissions.Grants(tx, ft, id)
+	if err != nil || len(grants) == 0 {
+		return err
+	}
+	if err := permissions.Set(tx, tt, id, grants...); err != nil {
+		return err
+	}
+	return permissions.Delete(tx, ft, id)
+}
+
+// admit checks that p may put an object at path: its parent folder exists
+// and p holds CAN_EDIT on it, or, with overwrite, on the file or notebook
+// it replaces, which it returns.
+func (s *Service) admit(tx store.Tx, p principal.Principal, path string, overwrite bool) (*Object, error) {
+	dir, _ := fspath.Split(path)
+	parent, err := get(tx, dir)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, api.NotFound("The parent folder (%s) does not exist.", dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if parent.ObjectType != Directory {
+		return nil, api.InvalidParam("The parent (%s) is not a folder.", dir)
+	}
+	existing, err := get(tx, path)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, s.check(tx, p, parent, permissions.CanEdit)
+	case err != nil:
+		return nil, err
+	case !overwrite:
+		return nil, alreadyExists("Path (%s) already exists.", path)
+	case existing.ObjectType == Directory:
+		return nil, alreadyExists("Path (%s) already exists and is a directory.", path)
+	}
+	return &existing, s.check(tx, p, existing, permissions.CanEdit)
 }
 
 // Run sweeps contents that no object references (left by a crash between
@@ -424,7 +487,7 @@ func (s *Service) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		n, err := s.sweep(ctx, time.Hour)
+		n, err := s.Sweep(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.Log.Error("sweep workspace contents", "err", err)
 		} else if n > 0 {
@@ -433,7 +496,12 @@ func (s *Service) Run(ctx context.Context) {
 	}
 }
 
-func (s *Service) sweep(ctx context.Context, grace time.Duration) (int, error) {
+// sweepGrace spares recent blobs: one may be written and not yet committed.
+const sweepGrace = time.Hour
+
+// Sweep deletes the contents no object references that are older than an
+// hour, and returns how many it deleted.
+func (s *Service) Sweep(ctx context.Context) (int, error) {
 	live := map[string]bool{}
 	err := s.Store.View(ctx, func(tx store.Tx) error {
 		return store.ScanPrefix(tx, kindObject, "", func(_ string, o Object) error {
@@ -446,7 +514,7 @@ func (s *Service) sweep(ctx context.Context, grace time.Duration) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return storage.Sweep(ctx, s.Storage, blobPrefix, grace, time.Now(), func(name string) (bool, error) { return live[name], nil })
+	return storage.Sweep(ctx, s.Storage, blobPrefix, sweepGrace, s.now(), func(name string) (bool, error) { return live[name], nil })
 }
 
 // collect returns an object and everything under it, parents before children.

@@ -54,34 +54,6 @@ var (
 	setups   = map[*config.Config][]func(*server.Server){}
 )
 
-var logWriters = map[*config.Config]io.Writer{}
-
-// WithLogWriter copies the region's whole log (debug level) to w, for
-// tests that check what a log holds.
-func WithLogWriter(w io.Writer) Option {
-	return func(c *config.Config) {
-		setupsMu.Lock()
-		logWriters[c] = w
-		setupsMu.Unlock()
-	}
-}
-
-// levelWriter passes on only the lines of the text handler at or above a
-// level (the shared stderr keeps its usual level when a test captures all).
-type levelWriter struct {
-	w     io.Writer
-	level slog.Level
-}
-
-func (l levelWriter) Write(p []byte) (int, error) {
-	for _, lv := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError} {
-		if bytes.Contains(p, []byte("level="+lv.String())) && lv < l.level {
-			return len(p), nil
-		}
-	}
-	return l.w.Write(p)
-}
-
 // WithSetup changes the built server before it starts (to plug test doubles
 // into its services where a real component is not the subject).
 func WithSetup(fn func(*server.Server)) Option {
@@ -89,6 +61,23 @@ func WithSetup(fn func(*server.Server)) Option {
 		setupsMu.Lock()
 		setups[c] = append(setups[c], fn)
 		setupsMu.Unlock()
+	}
+}
+
+// logOutputs are the writers that receive the server's log at debug level,
+// keyed by the config they were registered on (see WithLogOutput).
+var (
+	logOutputsMu sync.Mutex
+	logOutputs   = map[*config.Config]io.Writer{}
+)
+
+// WithLogOutput sends the server's log, at debug level, to w instead of
+// stderr (for tests that check what the server logs).
+func WithLogOutput(w io.Writer) Option {
+	return func(c *config.Config) {
+		logOutputsMu.Lock()
+		logOutputs[c] = w
+		logOutputsMu.Unlock()
 	}
 }
 
@@ -116,13 +105,12 @@ func Start(t testing.TB, opts ...Option) *Server {
 		level = slog.LevelDebug
 	}
 	var out io.Writer = os.Stderr
-	setupsMu.Lock()
-	if w, ok := logWriters[&cfg]; ok {
-		// Everything, debug included, goes to the test's writer too.
-		out, level = io.MultiWriter(w, levelWriter{os.Stderr, level}), slog.LevelDebug
-		delete(logWriters, &cfg)
+	logOutputsMu.Lock()
+	if w, ok := logOutputs[&cfg]; ok {
+		out, level = w, slog.LevelDebug
+		delete(logOutputs, &cfg)
 	}
-	setupsMu.Unlock()
+	logOutputsMu.Unlock()
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	srv, err := server.New(context.Background(), cfg, log)
 	if err != nil {
