@@ -99,8 +99,15 @@ func (r *Region) handlePeerStatus(ctx context.Context, req *api.Request) (any, e
 }
 
 // PeerFollower is the hook the replication endpoints call with the epoch a
-// following peer knows of.
-func (r *Region) PeerFollower(region string, epoch int64) { r.learnFromFollower(region, epoch) }
+// following peer knows of and the last change it applied (-1 if unknown).
+func (r *Region) PeerFollower(region string, epoch, applied int64) {
+	if applied >= 0 {
+		r.mu.Lock()
+		r.followerApplied, r.followerAt = applied, r.cfg.Now()
+		r.mu.Unlock()
+	}
+	r.learnFromFollower(region, epoch)
+}
 
 // LeaderInfo describes this region to a follower.
 func (r *Region) LeaderInfo() replication.LeaderInfo {

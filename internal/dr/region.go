@@ -89,6 +89,10 @@ type Region struct {
 	followEnded time.Time
 	promoting   bool
 	lag         lagTracker
+	// followerApplied is the last change the peer said it had applied when
+	// it last read this region's log, at followerAt.
+	followerApplied int64
+	followerAt      time.Time
 
 	opMu sync.Mutex // one transition at a time
 	wake chan struct{}

@@ -84,7 +84,7 @@ func (r *Region) measureLag(ctx context.Context) (ok bool, changes int64, second
 	st := r.State()
 	now := r.cfg.Now()
 	r.mu.Lock()
-	f, peer := r.follower, r.peer
+	f, peer, applied, appliedAt := r.follower, r.peer, r.followerApplied, r.followerAt
 	r.mu.Unlock()
 	switch {
 	case st.Role == Passive && f != nil:
@@ -98,6 +98,11 @@ func (r *Region) measureLag(ctx context.Context) (ok bool, changes int64, second
 		var peerSeq int64
 		if peer != nil {
 			peerSeq = peer.LastSeq
+		}
+		// The follower's own reads of the log say what it has applied more
+		// recently than its status does.
+		if now.Sub(appliedAt) < 30*time.Second {
+			peerSeq = max(peerSeq, applied)
 		}
 		if peerSeq >= last {
 			return true, 0, 0

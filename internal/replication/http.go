@@ -63,9 +63,10 @@ type Service struct {
 	// Self describes this region at the time of a call.
 	Self func() LeaderInfo
 	// Follower, if set, learns of each call: the peer region reading this
-	// log and the epoch it knows of (a region that is behind the times learns
-	// it has been superseded that way too).
-	Follower func(region string, epoch int64)
+	// log, the epoch it knows of (a region that is behind the times learns
+	// it has been superseded that way too) and, for reads of the log, the
+	// last change it has applied (-1 for other calls).
+	Follower func(region string, epoch, applied int64)
 	Log      *slog.Logger
 }
 
@@ -80,7 +81,7 @@ func (s *Service) Routes() []api.Route {
 	}
 }
 
-func (s *Service) authenticate(r *api.Request) error {
+func (s *Service) authenticate(r *api.Request, applied int64) error {
 	if s.Peer == nil {
 		return api.Errorf(api.FeatureDisabled, "This region has no peer region: start it with the peer's URL and CA file (--peer/--primary and --peer-ca).")
 	}
@@ -89,19 +90,22 @@ func (s *Service) authenticate(r *api.Request) error {
 	}
 	if s.Follower != nil {
 		if e, err := strconv.ParseInt(r.HTTP.Header.Get(HeaderEpoch), 10, 64); err == nil {
-			s.Follower(r.HTTP.Header.Get(HeaderRegion), e)
+			s.Follower(r.HTTP.Header.Get(HeaderRegion), e, applied)
 		}
 	}
 	return nil
 }
 
 func (s *Service) changes(ctx context.Context, req *api.Request) (any, error) {
-	if err := s.authenticate(req); err != nil {
-		return nil, err
-	}
 	q := req.HTTP.URL.Query()
 	after, err := strconv.ParseInt(q.Get("after"), 10, 64)
 	if err != nil || after < 0 {
+		after = -1
+	}
+	if err := s.authenticate(req, after); err != nil {
+		return nil, err
+	}
+	if after < 0 {
 		return nil, api.InvalidParam("after must be a sequence number (0 or more).")
 	}
 	limit := MaxBatch
@@ -163,7 +167,7 @@ func (s *Service) changes(ctx context.Context, req *api.Request) (any, error) {
 }
 
 func (s *Service) keys(ctx context.Context, req *api.Request) (any, error) {
-	if err := s.authenticate(req); err != nil {
+	if err := s.authenticate(req, -1); err != nil {
 		return nil, err
 	}
 	var kr keyRequest
