@@ -87,6 +87,10 @@ func (r *Region) Seal(ctx context.Context) (SealResult, error) {
 		}
 		r.event(ctx, "sealed", "sealed for a planned failover to %s", st.HandingOverTo)
 		r.kick()
+		select {
+		case r.watchWake <- struct{}{}:
+		default:
+		}
 	case Sealed:
 	default:
 		return SealResult{}, api.Errorf(api.InvalidState, "Region %s is %s: only the leading region can be sealed.", st.Region, st.Role)

@@ -96,6 +96,8 @@ type Region struct {
 
 	opMu sync.Mutex // one transition at a time
 	wake chan struct{}
+	// watchWake makes the peer watch look now (a sealed region).
+	watchWake chan struct{}
 
 	runMu        sync.Mutex // the loops and the follower
 	loopsCancel  context.CancelFunc
@@ -121,7 +123,7 @@ func New(cfg Config) *Region {
 	if cfg.RPO == 0 {
 		cfg.RPO = time.Minute
 	}
-	r := &Region{cfg: cfg, log: cfg.Log, wake: make(chan struct{}, 1)}
+	r := &Region{cfg: cfg, log: cfg.Log, wake: make(chan struct{}, 1), watchWake: make(chan struct{}, 1)}
 	r.gate = NewGate(cfg.Store, r.refusal)
 	return r
 }

@@ -147,13 +147,16 @@ type Machine struct {
 	assetsAfter   map[string]int
 	smoke         string
 	writesStopped time.Time
-	verified      time.Time
-	outcome       string
-	err           string
-	rollback      bool
-	alreadyDone   bool
-	leased        bool
-	finishing     bool
+	// restored is when the new leader served writes through the workspace
+	// URL (the router switched, or the promotion without a router).
+	restored    time.Time
+	verified    time.Time
+	outcome     string
+	err         string
+	rollback    bool
+	alreadyDone bool
+	leased      bool
+	finishing   bool
 }
 
 // NewMachine returns a machine for plan.
@@ -360,7 +363,7 @@ func (m *Machine) preflight(o Observation, now time.Time) Action {
 	if to.ActiveRegion != m.Plan.From || to.Epoch != from.Epoch {
 		return m.fail(now, "%s follows %s at epoch %d, not %s at epoch %d", m.Plan.To, to.ActiveRegion, to.Epoch, m.Plan.From, from.Epoch)
 	}
-	lag := from.LastSeq - to.LastSeq
+	lag := max(from.LastSeq-to.LastSeq, 0)
 	if lag > m.Plan.MaxLag {
 		if m.Plan.Kind == Failback && now.Before(m.deadline) {
 			m.from = nil
@@ -502,6 +505,9 @@ func (m *Machine) promoteStep(o Observation, now time.Time) Action {
 		detail += fmt.Sprintf("; %d changes (%d..%d) the former leader had were not received", p.LostChanges, p.AppliedSeq+1, p.LeaderSeq)
 	}
 	m.end(now, detail)
+	if !m.Plan.Router {
+		m.restored = now
+	}
 	if m.Plan.Router {
 		m.begin("router", now, "")
 		m.deadline = now.Add(m.Plan.CatchUpTimeout)
@@ -513,6 +519,7 @@ func (m *Machine) promoteStep(o Observation, now time.Time) Action {
 func (m *Machine) routerStep(o Observation, now time.Time) Action {
 	if o.Err == "" && o.Router.ActiveRegion == m.Plan.To && o.Router.Epoch >= m.promote.Epoch {
 		m.router = o.Router
+		m.restored = now
 		m.end(now, fmt.Sprintf("the workspace URL reaches %s (epoch %d)", m.Plan.To, o.Router.Epoch))
 		return m.afterRouter(now)
 	}
@@ -600,8 +607,8 @@ type Report struct {
 	LastAppliedSeq int64   `json:"last_applied_seq,omitempty"`
 	LeaderSeq      int64   `json:"leader_seq,omitempty"`
 	// Recovery time: from when writes stopped (drain; for an unplanned
-	// failover, the last contact with the lost region) to the new region
-	// verified.
+	// failover, the last contact with the lost region) to when the workspace
+	// URL reached the new leader (set only once the run verified it).
 	RTOSeconds float64 `json:"rto_seconds"`
 	// LagSecondsAtStart is the target's replication lag when the run
 	// started: what an unplanned failover at that moment would have lost.
@@ -636,8 +643,8 @@ func (m *Machine) Report(id string, finished time.Time) Report {
 		}
 		r.Note = fmt.Sprintf("%s may have committed changes after its last contact with %s; if it comes back they are set aside there (never merged) and listed in its status (last_fence.set_aside).", m.Plan.From, m.Plan.To)
 	}
-	if !m.verified.IsZero() && !m.writesStopped.IsZero() {
-		r.RTOSeconds = m.verified.Sub(m.writesStopped).Seconds()
+	if !m.verified.IsZero() && !m.restored.IsZero() && !m.writesStopped.IsZero() {
+		r.RTOSeconds = m.restored.Sub(m.writesStopped).Seconds()
 	}
 	return r
 }

@@ -72,16 +72,21 @@ func (r *Region) fetchPeer(ctx context.Context) (*PeerStatus, error) {
 // watch checks the peer's epoch (and the router's view) every PeerPoll
 // until ctx ends.
 func (r *Region) watch(ctx context.Context) {
-	t := time.NewTicker(r.cfg.PeerPoll)
-	defer t.Stop()
 	for {
 		cctx, cancel := context.WithTimeout(ctx, max(r.cfg.PeerPoll, 2*time.Second))
 		r.watchOnce(cctx)
 		cancel()
+		// A sealed region is waiting for its peer to take over: it looks
+		// more often, so that it follows the new leader at once.
+		wait := r.cfg.PeerPoll
+		if r.State().Role == Sealed {
+			wait = min(wait, 100*time.Millisecond)
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
+		case <-r.watchWake:
 		}
 	}
 }

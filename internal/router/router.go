@@ -45,7 +45,11 @@ type Config struct {
 	// MaxReplay is the largest request body kept to send a refused call
 	// again (8 MiB); larger bodies stream through once.
 	MaxReplay int64
-	Log       *slog.Logger
+	// Hold is how long a call refused by a leader that is being drained or
+	// sealed for a planned failover waits for the new leader before the
+	// refusal (a 503 clients retry) is passed on (15 s).
+	Hold time.Duration
+	Log  *slog.Logger
 }
 
 type upstream struct {
@@ -86,6 +90,9 @@ func New(cfg Config) (*Router, error) {
 	}
 	if cfg.MaxReplay == 0 {
 		cfg.MaxReplay = 8 << 20
+	}
+	if cfg.Hold == 0 {
+		cfg.Hold = 15 * time.Second
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -292,17 +299,41 @@ func (r *Router) RoundTrip(req *http.Request) (*http.Response, error) {
 		replay = true
 	}
 	resp, err := up.send(req)
-	if err != nil || resp.Header.Get(dr.HeaderRefused) == "" || !replay {
+	refused := ""
+	if err == nil {
+		refused = resp.Header.Get(dr.HeaderRefused)
+	}
+	if refused == "" || !replay {
 		return resp, err
 	}
 	// The region refused without acting: look again and, if another region
-	// leads now, send the call there.
-	r.refresh(req.Context())
-	next := r.current()
-	if next == nil || next == up {
-		return resp, nil
+	// leads now, send the call there. A leader that is being drained or
+	// sealed is seconds from handing over: hold the call until it has (or
+	// resumes), so that a planned failover looks like one slow call.
+	hold := time.Now().Add(r.cfg.Hold)
+	for {
+		r.refresh(req.Context())
+		next := r.current()
+		if next != nil && next != up {
+			return r.resend(resp, req, next)
+		}
+		if refused == string(dr.Passive) || time.Now().After(hold) || req.Context().Err() != nil {
+			return resp, nil
+		}
+		select {
+		case <-req.Context().Done():
+			return resp, nil
+		case <-time.After(50 * time.Millisecond):
+		}
+		if role, ok := r.roleOf(up); ok && role == dr.Active {
+			// The planned failover was called off: the same region serves.
+			return r.resend(resp, req, up)
+		}
 	}
-	resp.Body.Close()
+}
+
+func (r *Router) resend(refusal *http.Response, req *http.Request, to *upstream) (*http.Response, error) {
+	refusal.Body.Close()
 	if req.GetBody != nil {
 		body, err := req.GetBody()
 		if err != nil {
@@ -310,7 +341,13 @@ func (r *Router) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		req.Body = body
 	}
-	return next.send(req)
+	return to.send(req)
+}
+
+func (r *Router) roleOf(u *upstream) (dr.Role, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return u.role, u.healthy
 }
 
 func (u *upstream) send(req *http.Request) (*http.Response, error) {

@@ -58,15 +58,21 @@ func newFakeRegion(t *testing.T, name string, role dr.Role, epoch int64) *fakeRe
 	mux.HandleFunc("POST /api/2.0/workspace/mkdirs", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		f.mu.Lock()
-		leads := f.role == dr.Active
-		if leads {
+		role := f.role
+		if role == dr.Active {
 			f.calls = append(f.calls, string(b))
 		}
 		f.mu.Unlock()
-		if !leads {
-			w.Header().Set(dr.HeaderRefused, "passive")
+		switch role {
+		case dr.Passive:
+			w.Header().Set(dr.HeaderRefused, string(role))
 			w.WriteHeader(400)
 			fmt.Fprint(w, `{"error_code":"INVALID_STATE","message":"passive"}`)
+			return
+		case dr.Draining, dr.Sealed:
+			w.Header().Set(dr.HeaderRefused, string(role))
+			w.WriteHeader(503)
+			fmt.Fprint(w, `{"error_code":"TEMPORARILY_UNAVAILABLE","message":"failover in progress"}`)
 			return
 		}
 		fmt.Fprintf(w, `{"served_by":%q}`, name)
@@ -209,6 +215,40 @@ func TestRouterReplaysACallTheFormerLeaderRefused(t *testing.T) {
 	}
 	if got := a.served(); len(got) != 0 {
 		t.Errorf("a acted on the refused call: %q", got)
+	}
+}
+
+func TestRouterHoldsCallsDuringAPlannedFailover(t *testing.T) {
+	a := newFakeRegion(t, "a", dr.Active, 1)
+	b := newFakeRegion(t, "b", dr.Passive, 1)
+	s, c := startRouter(t, a, b)
+	waitActive(t, s, "a")
+
+	// a is sealed; b takes over 300 ms later: the call waits and lands in b.
+	a.set(dr.Sealed, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		b.set(dr.Active, 2)
+		a.set(dr.Passive, 2)
+	}()
+	start := time.Now()
+	code, body := post(t, c, s.URL()+"/api/2.0/workspace/mkdirs", `{"path":"/held"}`)
+	if code != 200 || !strings.Contains(body, `"b"`) || time.Since(start) < 250*time.Millisecond {
+		t.Fatalf("held call: %d %s after %s", code, body, time.Since(start))
+	}
+
+	// b is drained, then the failover is called off: the call lands in b.
+	b.set(dr.Draining, 2)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		b.set(dr.Active, 2)
+	}()
+	code, body = post(t, c, s.URL()+"/api/2.0/workspace/mkdirs", `{"path":"/resumed"}`)
+	if code != 200 || !strings.Contains(body, `"b"`) {
+		t.Fatalf("call during a failover called off: %d %s", code, body)
+	}
+	if got := b.served(); len(got) != 2 || got[1] != `{"path":"/resumed"}` {
+		t.Errorf("b served %q", got)
 	}
 }
 
