@@ -18,12 +18,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tandemdata/tandem/internal/proc"
 )
 
 func main() {
@@ -50,14 +51,12 @@ func main() {
 		if *store != "" {
 			args = append(args, "--store", *store)
 		}
-		cmd := exec.Command(*bin, args...)
-		cmd.Env = append(os.Environ(), "TANDEM_BOOTSTRAP_TOKEN="+*token)
 		logf, _ := os.Create(filepath.Join(dir, "server.log"))
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
+		p, err := proc.Start(proc.Spec{Path: *bin, Args: args, Env: []string{"TANDEM_BOOTSTRAP_TOKEN=" + *token}, Stdout: logf, Stderr: logf})
+		if err != nil {
 			log.Fatal(err)
 		}
-		defer cmd.Process.Kill()
+		defer p.Stop(10 * time.Second)
 		*url = "https://" + addr
 		*caFile = filepath.Join(dir, "tls", "ca.pem")
 		waitHealthy(*url, *caFile)

@@ -125,17 +125,20 @@ func (j *Journal) openSegment(seg int64, recover bool) error {
 			f.Close()
 			return err
 		}
-		// Cut a torn record (and the zeros of a preallocated tail).
+		// Cut a torn record.
 		if err := f.Truncate(good); err != nil {
 			f.Close()
 			return fmt.Errorf("cut torn audit record: %w", err)
 		}
 		size = good
 	}
-	// Preallocate the segment, so an append does not change the file's size
-	// or block map and a data-only sync (fdatasync) is enough to make it
-	// durable: the group commit's sync costs less, and so does every call.
-	j.prealloc = syscall.Fallocate(int(f.Fd()), 0, 0, SegmentSize) == nil
+	// Preallocate the segment's blocks past its end (its size stays that of
+	// its records, so it remains plain JSON lines): an append then changes
+	// no block map, and a data sync (fdatasync, which still records the new
+	// size) makes it durable at less cost than a full fsync. Every audited
+	// call waits for that sync.
+	const keepSize = 1 // FALLOC_FL_KEEP_SIZE
+	j.prealloc = syscall.Fallocate(int(f.Fd()), keepSize, 0, SegmentSize) == nil
 	if err := atomicfile.SyncDir(j.dir); err != nil {
 		f.Close()
 		return err
@@ -258,8 +261,7 @@ func (j *Journal) write(b []byte) error {
 		old := j.f
 		next := j.seg + 1
 		j.mu.Unlock()
-		// A full segment loses its preallocated tail, so readers of it stop
-		// at its last record.
+		// A full segment gives back the blocks it did not use.
 		if err := old.Truncate(j.size); err != nil {
 			return fmt.Errorf("close audit segment: %w", err)
 		}
@@ -274,8 +276,8 @@ func (j *Journal) write(b []byte) error {
 		}
 	}
 	if _, err := j.f.WriteAt(b, j.size); err != nil {
-		// Zero what may have been partly written so the segment stays whole.
-		j.f.WriteAt(make([]byte, len(b)), j.size)
+		// Cut what may have been partly written so the segment stays whole.
+		j.f.Truncate(j.size)
 		return fmt.Errorf("write audit records: %w", err)
 	}
 	if err := j.sync(); err != nil {
@@ -288,8 +290,7 @@ func (j *Journal) write(b []byte) error {
 }
 
 // sync makes the segment's written bytes durable: fdatasync when the
-// segment is preallocated (its size and blocks do not change on append),
-// fsync otherwise.
+// segment's blocks are preallocated, fsync otherwise.
 func (j *Journal) sync() error {
 	if j.prealloc {
 		return syscall.Fdatasync(int(j.f.Fd()))
@@ -404,8 +405,7 @@ func (j *Journal) notify() {
 	}
 }
 
-// Close writes what is queued and closes the journal. The open segment
-// keeps its preallocated tail (cut when the journal is opened again).
+// Close writes what is queued and closes the journal.
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	if j.closed {

@@ -148,3 +148,24 @@ func TestJournalAppendAfterCloseFails(t *testing.T) {
 		t.Errorf("Append after Close = %v", err)
 	}
 }
+
+func TestJournalSegmentsStayPlainJSONLinesWhileOpen(t *testing.T) {
+	dir := t.TempDir()
+	j, err := OpenJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	for i := 0; i < 10; i++ {
+		if err := j.Append(context.Background(), rec(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(segmentName(dir, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(b)) != j.End().Offset || b[len(b)-1] != '\n' {
+		t.Fatalf("segment holds %d bytes, journal end is %d: preallocation must not show", len(b), j.End().Offset)
+	}
+}

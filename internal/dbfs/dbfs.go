@@ -1,24 +1,12 @@
-// Package dbfs is the DBFS API: a file system whose namespace lives in the
-// metadata store and whose file contents are immutable blocks in the
-// region's storage account. A file is an ordered list of blocks, so a
-// streamed upload never rewrites what it already sent and a read at an
-// offset touches only the blocks it needs. Moves, overwrites and recursive
-// deletes are single store transactions. Replaced and deleted files keep
-// their contents as versions for a retention period, and a path or a whole
-// folder can be restored to a point in time (Tandem's restore points).
-//
-// Like Databricks' DBFS, it has no per-file access control: every
-// authenticated workspace user may use it.
 package dbfs
 
 import (
-	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/tandemdata/tandem/internal/api"
@@ -27,13 +15,20 @@ import (
 	"github.com/tandemdata/tandem/internal/store"
 )
 
-// Store kinds owned by this package.
+// Store kinds owned by this package. Keys put the thing looked up by first:
+// a directory's children share the prefix "dir\x1f", a file's versions
+// "path\x1f", an upload's blocks "handle\x1f", and the version expiry index
+// sorts by time so the purge reads only what has expired.
 const (
-	kindNode    = "dbfs.node"    // parent \x1f name -> Node
-	kindHandle  = "dbfs.handle"  // handle -> Handle (uploads in progress)
-	kindVersion = "dbfs.version" // path \x1f replaced-at (20 digits) -> Version
+	kindNode        = "dbfs.node"         // parent \x1f name -> Node
+	kindHandle      = "dbfs.handle"       // handle id -> Handle
+	kindHandleBlock = "dbfs.handle_block" // handle id \x1f index (10 digits) -> storage.Blob
+	kindVersion     = "dbfs.version"      // path \x1f replaced-at (20 digits) -> Version
+	kindVersionTime = "dbfs.version_time" // replaced-at (20 digits) \x1f path -> version key
 )
 
+// sep separates key parts. Paths cannot hold it (fspath refuses control
+// characters), so "dir\x1f" never matches a sibling such as "dir2".
 const sep = "\x1f"
 
 // blobPrefix is where file contents live in the storage account.
@@ -51,47 +46,64 @@ const (
 
 // Node is a file or directory.
 type Node struct {
-	Path    string         `json:"path"`
-	IsDir   bool           `json:"is_dir"`
-	Size    int64          `json:"size"`
-	ModTime int64          `json:"mtime"` // ms; for a file, when its contents were written
-	Blocks  []storage.Blob `json:"blocks,omitempty"`
+	Path  string `json:"path"`
+	IsDir bool   `json:"is_dir"`
+	Size  int64  `json:"size"`
+	// ModTime (ms) is when a file's contents were written or a directory
+	// made; a move keeps it, as a rename does.
+	ModTime int64 `json:"mtime"`
+	// Since (ms) is when this path began to hold this node: the write, the
+	// move or the restore that put it here. Restore points go by it.
+	Since  int64          `json:"since,omitempty"`
+	Blocks []storage.Blob `json:"blocks,omitempty"`
 }
 
-// Version is a past state of a file: its contents from ModTime until
-// Replaced, when it was overwritten or deleted.
+// since is Since, or ModTime for nodes written before Since existed.
+func (n Node) since() int64 {
+	if n.Since != 0 {
+		return n.Since
+	}
+	return n.ModTime
+}
+
+// Version is a past state of a file path: the contents it held from
+// Node.since() until Replaced, when they were overwritten, deleted or moved
+// away.
 type Version struct {
-	Node     Node  `json:"node"`
-	Replaced int64 `json:"replaced"` // ms
-	Deleted  bool  `json:"deleted"`  // deleted rather than overwritten
+	Node     Node   `json:"node"`
+	Replaced int64  `json:"replaced"` // ms
+	Deleted  bool   `json:"deleted"`  // the path held nothing afterwards
+	MovedTo  string `json:"moved_to,omitempty"`
 }
 
-// Handle is an upload in progress (create, add-block, close).
-type Handle struct {
-	ID        int64          `json:"id"`
-	Path      string         `json:"path"`
-	Overwrite bool           `json:"overwrite"`
-	Owner     string         `json:"owner"` // principal id
-	Blocks    []storage.Blob `json:"blocks,omitempty"`
-	Size      int64          `json:"size"`
-	LastUsed  int64          `json:"last_used"` // ms
-}
-
-// FileInfo is the API's view of a node.
+// FileInfo is the API's view of a node. file_size is always present, 0 for
+// a directory, as Databricks answers: the legacy CLI reads it on every entry
+// of a listing.
 type FileInfo struct {
 	Path             string `json:"path"`
 	IsDir            bool   `json:"is_dir"`
-	FileSize         *int64 `json:"file_size,omitempty"`
+	FileSize         int64  `json:"file_size"`
 	ModificationTime int64  `json:"modification_time"`
 }
 
-func (n Node) info() FileInfo {
+// nodeInfo decodes a node without its block list, for listings.
+type nodeInfo struct {
+	Path    string `json:"path"`
+	IsDir   bool   `json:"is_dir"`
+	Size    int64  `json:"size"`
+	ModTime int64  `json:"mtime"`
+}
+
+func (n nodeInfo) info() FileInfo {
 	fi := FileInfo{Path: n.Path, IsDir: n.IsDir, ModificationTime: n.ModTime}
 	if !n.IsDir {
-		size := n.Size
-		fi.FileSize = &size
+		fi.FileSize = n.Size
 	}
 	return fi
+}
+
+func (n Node) info() FileInfo {
+	return nodeInfo{Path: n.Path, IsDir: n.IsDir, Size: n.Size, ModTime: n.ModTime}.info()
 }
 
 func nodeKey(p string) string {
@@ -101,18 +113,11 @@ func nodeKey(p string) string {
 
 func versionKey(p string, replaced int64) string { return fmt.Sprintf("%s%s%020d", p, sep, replaced) }
 
-var rootNode = Node{Path: "/", IsDir: true}
-
-// CleanPath accepts "dbfs:/x" and "/x" and returns the clean absolute path.
-func CleanPath(p string) (string, error) {
-	if rest, ok := strings.CutPrefix(p, "dbfs:"); ok {
-		p = rest
-		if p == "" {
-			p = "/"
-		}
-	}
-	return fspath.Clean(p)
+func versionTimeKey(p string, replaced int64) string {
+	return fmt.Sprintf("%020d%s%s", replaced, sep, p)
 }
+
+var rootNode = Node{Path: "/", IsDir: true}
 
 // Service is a region's DBFS.
 type Service struct {
@@ -121,7 +126,8 @@ type Service struct {
 	Log     *slog.Logger
 	// Retention is how long replaced and deleted files stay restorable.
 	Retention time.Duration
-	// Now is the clock of the background loop (tests replace it).
+	// Now is the clock of the background loop and of restore's retention
+	// check (tests replace it).
 	Now func() time.Time
 }
 
@@ -143,8 +149,8 @@ func notFound(p string) error {
 	return api.NotFound("No file or directory exists on path %s.", p)
 }
 
-// exists400 is RESOURCE_ALREADY_EXISTS with the 400 status the CLI expects
-// from DBFS.
+// exists400 is RESOURCE_ALREADY_EXISTS with the 400 status the CLIs expect
+// from DBFS (the generic status of the code is 409).
 func exists400(format string, args ...any) error {
 	return api.Errorf(api.ResourceAlreadyExists, format, args...).WithStatus(400)
 }
@@ -160,6 +166,24 @@ func lookup(tx store.Tx, p string) (Node, error) {
 
 func children(tx store.Tx, dir string) ([]Node, error) {
 	return store.List[Node](tx, kindNode, dir+sep)
+}
+
+func childInfos(tx store.Tx, dir string) ([]FileInfo, error) {
+	var out []FileInfo
+	err := store.ScanPrefix(tx, kindNode, dir+sep, func(_ string, n nodeInfo) error {
+		out = append(out, n.info())
+		return nil
+	})
+	return out, err
+}
+
+func hasChildren(tx store.Tx, dir string) (bool, error) {
+	found := false
+	err := tx.Scan(kindNode, dir+sep, "", func(string, json.RawMessage) error {
+		found = true
+		return store.ErrStopScan
+	})
+	return found, err
 }
 
 // subtree returns a node and everything under it, parents first.
@@ -202,15 +226,32 @@ func mkdirs(tx store.Tx, p string, now int64) error {
 	if err := mkdirs(tx, parent, now); err != nil {
 		return err
 	}
-	return store.Put(tx, kindNode, nodeKey(p), Node{Path: p, IsDir: true, ModTime: now})
+	return store.Put(tx, kindNode, nodeKey(p), Node{Path: p, IsDir: true, ModTime: now, Since: now})
 }
 
-// retire records a file's current contents as a version, replaced at now.
-func retire(tx store.Tx, n Node, now int64, deleted bool) error {
+// checkParents refuses a path under a file, before an upload starts.
+func checkParents(tx store.Tx, p string) error {
+	for _, d := range fspath.Ancestors(p) {
+		n, err := getNode(tx, d)
+		switch {
+		case err == nil && !n.IsDir:
+			return exists400("A file exists at %s, so it cannot be a directory.", d)
+		case err == nil:
+			return nil // an existing directory: the rest above it are directories too
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+	}
+	return nil
+}
+
+// retire records what a file path held until now as a version. movedTo
+// names where a moved file went.
+func retire(tx store.Tx, n Node, now int64, deleted bool, movedTo string) error {
 	if n.IsDir {
 		return nil
 	}
-	// Two changes in one millisecond: keep both by nudging the key.
+	// Two changes of a path in one millisecond: keep both by nudging the key.
 	at := now
 	for {
 		ok, err := store.Exists(tx, kindVersion, versionKey(n.Path, at))
@@ -222,7 +263,11 @@ func retire(tx store.Tx, n Node, now int64, deleted bool) error {
 		}
 		at++
 	}
-	return store.Put(tx, kindVersion, versionKey(n.Path, at), Version{Node: n, Replaced: at, Deleted: deleted})
+	v := Version{Node: n, Replaced: at, Deleted: deleted, MovedTo: movedTo}
+	if err := store.Put(tx, kindVersion, versionKey(n.Path, at), v); err != nil {
+		return err
+	}
+	return store.Put(tx, kindVersionTime, versionTimeKey(n.Path, at), versionKey(n.Path, at))
 }
 
 // publish makes a file at p with the given blocks, in tx: parents are
@@ -240,7 +285,7 @@ func publish(tx store.Tx, p string, blocks []storage.Blob, overwrite bool) (Node
 	case err == nil && !overwrite:
 		return Node{}, exists400("A file or directory already exists at the input path %s.", p)
 	case err == nil:
-		if err := retire(tx, existing, now, false); err != nil {
+		if err := retire(tx, existing, now, false, ""); err != nil {
 			return Node{}, err
 		}
 	case !errors.Is(err, store.ErrNotFound):
@@ -254,38 +299,19 @@ func publish(tx store.Tx, p string, blocks []storage.Blob, overwrite bool) (Node
 	for _, b := range blocks {
 		size += b.Size
 	}
-	n := Node{Path: p, Size: size, ModTime: now, Blocks: blocks}
+	n := Node{Path: p, Size: size, ModTime: now, Since: now, Blocks: blocks}
 	return n, store.Put(tx, kindNode, nodeKey(p), n)
 }
 
-// writeBlocks stores r as blocks of at most size bytes, up to max bytes in
-// all. On error it deletes what it wrote.
-func (s *Service) writeBlocks(ctx context.Context, r io.Reader, size, max int64) ([]storage.Blob, error) {
-	var blocks []storage.Blob
-	var total int64
-	buf := make([]byte, size)
-	for {
-		n, err := io.ReadFull(r, buf)
-		if n > 0 {
-			total += int64(n)
-			if total > max {
-				s.deleteBlobs(ctx, blocks)
-				return nil, api.Errorf(api.RequestTooLarge, "The file is larger than the %d-byte limit of a single upload; use create, add-block and close.", max)
-			}
-			b, perr := storage.PutBlob(ctx, s.Storage, blobPrefix, bytes.NewReader(buf[:n]))
-			if perr != nil {
-				s.deleteBlobs(ctx, blocks)
-				return nil, perr
-			}
-			blocks = append(blocks, b)
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return blocks, nil
-		}
-		if err != nil {
-			s.deleteBlobs(ctx, blocks)
-			return nil, fmt.Errorf("read upload: %w", err)
-		}
+// discard deletes blobs written for a change that failed, when the failure
+// is certain to have committed nothing: a refusal of ours (an API error such
+// as RESOURCE_ALREADY_EXISTS). After any other error (a lost reply from a
+// PostgreSQL commit, say) the change may have committed and named them, so
+// they are left for the sweep, which deletes them only if nothing does.
+func (s *Service) discard(ctx context.Context, blocks []storage.Blob, cause error) {
+	var refused *api.Error
+	if errors.As(cause, &refused) {
+		s.deleteBlobs(ctx, blocks)
 	}
 }
 
@@ -304,9 +330,7 @@ func (s *Service) readAt(ctx context.Context, n Node, offset, length int64) ([]b
 	if offset >= n.Size || length <= 0 {
 		return nil, nil
 	}
-	if offset+length > n.Size {
-		length = n.Size - offset
-	}
+	length = min(length, n.Size-offset)
 	out := make([]byte, 0, length)
 	var start int64
 	for _, b := range n.Blocks {
@@ -318,7 +342,7 @@ func (s *Service) readAt(ctx context.Context, n Node, offset, length int64) ([]b
 			if err != nil {
 				return nil, fmt.Errorf("read %s: %w", n.Path, err)
 			}
-			chunk, err := io.ReadAll(r)
+			chunk, err := io.ReadAll(io.LimitReader(r, to-from))
 			r.Close()
 			if err != nil {
 				return nil, fmt.Errorf("read %s: %w", n.Path, err)

@@ -8,8 +8,8 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/tandemdata/tandem/internal/api"
 	"github.com/tandemdata/tandem/internal/fspath"
@@ -18,13 +18,21 @@ import (
 	"github.com/tandemdata/tandem/internal/store"
 )
 
+// Request body limits: an add-block carries 1 MiB as base64 in JSON; a put
+// is read by its handler, as JSON (1 MB of contents) or as a streamed
+// multipart form (2 GB of file and a little form around it).
+const (
+	maxBlockBody = MaxBlock*4/3 + 64<<10
+	maxPutBody   = MaxPut + 1<<20
+)
+
 // Routes returns the DBFS API and Tandem's restore-point endpoints.
 func (s *Service) Routes() []api.Route {
 	r := func(pattern, action string, h api.Handler) api.Route {
 		return api.Route{Pattern: pattern, Category: "dbfs", Action: action, Handler: h}
 	}
 	addBlock := r("POST /api/2.0/dbfs/add-block", "addBlock", s.addBlock)
-	addBlock.MaxBody, addBlock.Drop = MaxBlock*4/3+64<<10, []string{"data"}
+	addBlock.MaxBody, addBlock.Drop = maxBlockBody, []string{"data"}
 	put := r("POST /api/2.0/dbfs/put", "put", s.put)
 	put.Stream, put.Drop = true, []string{"contents"}
 	read := r("GET /api/2.0/dbfs/read", "read", s.read)
@@ -51,12 +59,18 @@ type pathRequest struct {
 	Length    int64  `json:"length"`
 }
 
-func (s *Service) getStatus(ctx context.Context, req *api.Request) (any, error) {
+// decodePath decodes a request and cleans its path.
+func decodePath(req *api.Request) (pathRequest, string, error) {
 	var r pathRequest
 	if err := req.Decode(&r); err != nil {
-		return nil, err
+		return r, "", err
 	}
 	p, err := CleanPath(r.Path)
+	return r, p, err
+}
+
+func (s *Service) getStatus(ctx context.Context, req *api.Request) (any, error) {
+	_, p, err := decodePath(req)
 	if err != nil {
 		return nil, err
 	}
@@ -66,15 +80,14 @@ func (s *Service) getStatus(ctx context.Context, req *api.Request) (any, error) 
 		n, err = lookup(tx, p)
 		return err
 	})
-	return n.info(), err
+	if err != nil {
+		return nil, err
+	}
+	return n.info(), nil
 }
 
 func (s *Service) list(ctx context.Context, req *api.Request) (any, error) {
-	var r pathRequest
-	if err := req.Decode(&r); err != nil {
-		return nil, err
-	}
-	p, err := CleanPath(r.Path)
+	_, p, err := decodePath(req)
 	if err != nil {
 		return nil, err
 	}
@@ -85,14 +98,12 @@ func (s *Service) list(ctx context.Context, req *api.Request) (any, error) {
 			return err
 		}
 		if !n.IsDir {
-			// A file lists as itself; clients check the path to tell.
+			// A file lists as itself: clients tell a file from a directory
+			// by one entry whose path is the one they asked for.
 			files = []FileInfo{n.info()}
 			return nil
 		}
-		kids, err := children(tx, p)
-		for _, k := range kids {
-			files = append(files, k.info())
-		}
+		files, err = childInfos(tx, p)
 		return err
 	})
 	if err != nil {
@@ -105,11 +116,7 @@ func (s *Service) list(ctx context.Context, req *api.Request) (any, error) {
 }
 
 func (s *Service) mkdirsHandler(ctx context.Context, req *api.Request) (any, error) {
-	var r pathRequest
-	if err := req.Decode(&r); err != nil {
-		return nil, err
-	}
-	p, err := CleanPath(r.Path)
+	_, p, err := decodePath(req)
 	if err != nil {
 		return nil, err
 	}
@@ -117,14 +124,10 @@ func (s *Service) mkdirsHandler(ctx context.Context, req *api.Request) (any, err
 	return nil, err
 }
 
-// delete removes a file, or a directory (recursively on request), in one
-// transaction; deleted files become versions.
+// delete removes a file, or a directory (with everything under it when
+// recursive), in one transaction; deleted files become versions.
 func (s *Service) delete(ctx context.Context, req *api.Request) (any, error) {
-	var r pathRequest
-	if err := req.Decode(&r); err != nil {
-		return nil, err
-	}
-	p, err := CleanPath(r.Path)
+	r, p, err := decodePath(req)
 	if err != nil {
 		return nil, err
 	}
@@ -136,16 +139,22 @@ func (s *Service) delete(ctx context.Context, req *api.Request) (any, error) {
 		if err != nil {
 			return err
 		}
+		if n.IsDir && !r.Recursive {
+			full, err := hasChildren(tx, p)
+			if err != nil {
+				return err
+			}
+			if full {
+				return api.Errorf(api.IOError, "Directory %s is not empty; delete it with recursive set to true.", p)
+			}
+		}
 		all, err := subtree(tx, n)
 		if err != nil {
 			return err
 		}
-		if len(all) > 1 && !r.Recursive {
-			return api.Errorf(api.IOError, "Directory %s is not empty; use recursive to delete it.", p)
-		}
 		now := tx.Now().UnixMilli()
 		for _, x := range all {
-			if err := retire(tx, x, now, true); err != nil {
+			if err := retire(tx, x, now, true, ""); err != nil {
 				return err
 			}
 			if err := tx.Delete(kindNode, nodeKey(x.Path)); err != nil {
@@ -162,8 +171,10 @@ type moveRequest struct {
 	DestinationPath string `json:"destination_path"`
 }
 
-// move renames a file or a directory with everything under it, in one
-// transaction.
+// move renames a file, or a directory with everything under it, in one
+// transaction. The files' history stays with their old paths, which record
+// where they went, so restoring either place to a time before the move
+// undoes it there.
 func (s *Service) move(ctx context.Context, req *api.Request) (any, error) {
 	var r moveRequest
 	if err := req.Decode(&r); err != nil {
@@ -183,18 +194,21 @@ func (s *Service) move(ctx context.Context, req *api.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if src == "/" || dst == "/" || dst == src || (len(dst) > len(src) && dst[:len(src)+1] == src+"/") {
-		return nil, api.InvalidParam("Cannot move %s to %s.", src, dst)
-	}
 	_, err = s.Store.Update(ctx, func(tx store.Tx) error {
 		n, err := lookup(tx, src)
 		if err != nil {
 			return err
 		}
+		if src == "/" {
+			return api.InvalidParam("The DBFS root cannot be moved.")
+		}
 		if _, err := getNode(tx, dst); err == nil {
 			return exists400("A file or directory already exists at the destination path %s.", dst)
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
+		}
+		if len(dst) > len(src) && dst[:len(src)+1] == src+"/" {
+			return api.InvalidParam("Cannot move %s into itself (%s).", src, dst)
 		}
 		now := tx.Now().UnixMilli()
 		parent, _ := fspath.Split(dst)
@@ -206,11 +220,15 @@ func (s *Service) move(ctx context.Context, req *api.Request) (any, error) {
 			return err
 		}
 		for _, x := range all {
+			to := dst + x.Path[len(src):]
 			if err := tx.Delete(kindNode, nodeKey(x.Path)); err != nil {
 				return err
 			}
-			x.Path = dst + x.Path[len(src):]
-			if err := store.Put(tx, kindNode, nodeKey(x.Path), x); err != nil {
+			if err := retire(tx, x, now, true, to); err != nil {
+				return err
+			}
+			x.Path, x.Since = to, now
+			if err := store.Put(tx, kindNode, nodeKey(to), x); err != nil {
 				return err
 			}
 		}
@@ -224,11 +242,7 @@ func caller(ctx context.Context) principal.Principal { return principal.MustFrom
 // create opens an upload handle. Handles are stored, so an upload survives
 // a restart of the server; one idle for ten minutes expires.
 func (s *Service) create(ctx context.Context, req *api.Request) (any, error) {
-	var r pathRequest
-	if err := req.Decode(&r); err != nil {
-		return nil, err
-	}
-	p, err := CleanPath(r.Path)
+	r, p, err := decodePath(req)
 	if err != nil {
 		return nil, err
 	}
@@ -244,37 +258,16 @@ func (s *Service) create(ctx context.Context, req *api.Request) (any, error) {
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		id, err := tx.NextID("dbfs.handle")
-		if err != nil {
+		if err := checkParents(tx, p); err != nil {
 			return err
 		}
-		h = Handle{ID: id, Path: p, Overwrite: r.Overwrite, Owner: caller(ctx).ID, LastUsed: tx.Now().UnixMilli()}
-		return store.Put(tx, kindHandle, strconv.FormatInt(id, 10), h)
+		h, err = openHandle(tx, p, r.Overwrite, caller(ctx).ID, false)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return map[string]int64{"handle": h.ID}, nil
-}
-
-func handleNotFound(id int64) error {
-	return api.NotFound("Handle %d does not exist or has expired.", id)
-}
-
-// handle loads an upload handle of the caller.
-func handle(tx store.Tx, p principal.Principal, id int64, now time.Time) (Handle, error) {
-	h, err := store.Get[Handle](tx, kindHandle, strconv.FormatInt(id, 10))
-	if errors.Is(err, store.ErrNotFound) {
-		return h, handleNotFound(id)
-	}
-	if err != nil {
-		return h, err
-	}
-	// Another principal's handle, or an expired one, does not exist for the caller.
-	if h.Owner != p.ID || now.UnixMilli()-h.LastUsed > HandleIdle.Milliseconds() {
-		return h, handleNotFound(id)
-	}
-	return h, nil
 }
 
 type blockRequest struct {
@@ -300,9 +293,13 @@ func (s *Service) addBlock(ctx context.Context, req *api.Request) (any, error) {
 	if len(data) > MaxBlock {
 		return nil, api.Errorf(api.MaxBlockSizeExceeded, "A block may hold at most %d bytes; this one has %d.", MaxBlock, len(data))
 	}
+	owner := caller(ctx).ID
 	// Check the handle before writing anything.
 	err = s.Store.View(ctx, func(tx store.Tx) error {
-		_, err := handle(tx, caller(ctx), r.Handle, time.Now())
+		h, err := loadHandle(tx, r.Handle, owner, false)
+		if err == nil {
+			req.SetAuditParam("path", h.Path)
+		}
 		return err
 	})
 	if err != nil {
@@ -312,20 +309,11 @@ func (s *Service) addBlock(ctx context.Context, req *api.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.Store.Update(ctx, func(tx store.Tx) error {
-		h, err := handle(tx, caller(ctx), r.Handle, tx.Now())
-		if err != nil {
-			return err
-		}
-		h.Blocks = append(h.Blocks, b)
-		h.Size += b.Size
-		h.LastUsed = tx.Now().UnixMilli()
-		return store.Put(tx, kindHandle, strconv.FormatInt(h.ID, 10), h)
-	})
-	if err != nil {
-		s.deleteBlobs(ctx, []storage.Blob{b})
+	if err := s.appendBlock(ctx, r.Handle, owner, false, b); err != nil {
+		s.discard(ctx, []storage.Blob{b}, err)
+		return nil, err
 	}
-	return nil, err
+	return nil, nil
 }
 
 // close publishes the upload: the file appears whole, at once.
@@ -338,15 +326,12 @@ func (s *Service) close(ctx context.Context, req *api.Request) (any, error) {
 		return nil, api.MissingField("handle")
 	}
 	_, err := s.Store.Update(ctx, func(tx store.Tx) error {
-		h, err := handle(tx, caller(ctx), r.Handle, tx.Now())
+		h, err := loadHandle(tx, r.Handle, caller(ctx).ID, false)
 		if err != nil {
 			return err
 		}
 		req.SetAuditParam("path", h.Path)
-		if _, err := publish(tx, h.Path, h.Blocks, h.Overwrite); err != nil {
-			return err
-		}
-		return tx.Delete(kindHandle, strconv.FormatInt(h.ID, 10))
+		return finish(tx, h)
 	})
 	return nil, err
 }
@@ -360,111 +345,58 @@ type putRequest struct {
 // put uploads a whole file: base64 contents in JSON (up to 1 MB), or a
 // multipart form streamed into blocks (up to 2 GB).
 func (s *Service) put(ctx context.Context, req *api.Request) (any, error) {
-	var r putRequest
-	var blocks []storage.Blob
+	body := http.MaxBytesReader(nil, req.HTTP.Body, maxPutBody)
 	mt, params, _ := mime.ParseMediaType(req.HTTP.Header.Get("Content-Type"))
 	if mt == "multipart/form-data" {
-		var err error
-		r, blocks, err = s.readMultipart(ctx, req.HTTP.Body, params["boundary"])
-		if err != nil {
-			return nil, err
-		}
-	} else {
-		body, err := io.ReadAll(io.LimitReader(req.HTTP.Body, MaxBlock*4/3+64<<10+1))
-		if err != nil {
-			return nil, api.Errorf(api.MalformedRequest, "Could not read the request body: %v", err)
-		}
-		if len(body) > MaxBlock*4/3+64<<10 {
-			return nil, api.Errorf(api.MaxBlockSizeExceeded, "contents may hold at most %d bytes; upload bigger files as a multipart form or with create, add-block and close.", MaxBlock)
-		}
-		if err := api.DecodeJSON(body, &r); err != nil {
-			return nil, err
-		}
-		data, err := base64.StdEncoding.DecodeString(r.Contents)
-		if err != nil {
-			return nil, api.Errorf(api.MalformedRequest, "contents is not valid base64: %v", err)
-		}
-		if len(data) > MaxBlock {
-			return nil, api.Errorf(api.MaxBlockSizeExceeded, "contents may hold at most %d bytes; upload bigger files as a multipart form or with create, add-block and close.", MaxBlock)
-		}
-		if r.Path == "" {
-			return nil, api.MissingField("path")
-		}
-		if _, err := CleanPath(r.Path); err != nil {
-			return nil, err
-		}
-		if len(data) > 0 {
-			b, err := storage.PutBlob(ctx, s.Storage, blobPrefix, bytes.NewReader(data))
-			if err != nil {
-				return nil, err
-			}
-			blocks = []storage.Blob{b}
-		}
+		r, err := s.putStream(ctx, caller(ctx).ID, multipart.NewReader(body, params["boundary"]))
+		req.SetAuditParam("path", r.Path)
+		req.SetAuditParam("overwrite", strconv.FormatBool(r.Overwrite))
+		return nil, err
+	}
+	raw, err := io.ReadAll(io.LimitReader(body, maxBlockBody+1))
+	if err != nil {
+		return nil, api.Errorf(api.MalformedRequest, "Could not read the request body: %v", err)
+	}
+	if len(raw) > maxBlockBody {
+		return nil, api.Errorf(api.MaxBlockSizeExceeded, "contents may hold at most %d bytes; upload bigger files as a multipart form or with create, add-block and close.", MaxBlock)
+	}
+	var r putRequest
+	if err := api.DecodeJSON(raw, &r); err != nil {
+		return nil, err
 	}
 	req.SetAuditParam("path", r.Path)
 	req.SetAuditParam("overwrite", strconv.FormatBool(r.Overwrite))
 	p, err := CleanPath(r.Path)
 	if err != nil {
-		s.deleteBlobs(ctx, blocks)
 		return nil, err
+	}
+	data, err := base64.StdEncoding.DecodeString(r.Contents)
+	if err != nil {
+		return nil, api.Errorf(api.MalformedRequest, "contents is not valid base64: %v", err)
+	}
+	if len(data) > MaxBlock {
+		return nil, api.Errorf(api.MaxBlockSizeExceeded, "contents may hold at most %d bytes; upload bigger files as a multipart form or with create, add-block and close.", MaxBlock)
+	}
+	var blocks []storage.Blob
+	if len(data) > 0 {
+		b, err := storage.PutBlob(ctx, s.Storage, blobPrefix, bytes.NewReader(data))
+		if err != nil {
+			return nil, err
+		}
+		blocks = []storage.Blob{b}
 	}
 	_, err = s.Store.Update(ctx, func(tx store.Tx) error {
 		_, err := publish(tx, p, blocks, r.Overwrite)
 		return err
 	})
 	if err != nil {
-		s.deleteBlobs(ctx, blocks)
+		s.discard(ctx, blocks, err)
 	}
 	return nil, err
 }
 
-func (s *Service) readMultipart(ctx context.Context, body io.Reader, boundary string) (putRequest, []storage.Blob, error) {
-	var r putRequest
-	var blocks []storage.Blob
-	fail := func(err error) (putRequest, []storage.Blob, error) {
-		s.deleteBlobs(ctx, blocks)
-		return r, nil, err
-	}
-	mr := multipart.NewReader(body, boundary)
-	for {
-		part, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fail(api.Errorf(api.MalformedRequest, "Invalid multipart form: %v", err))
-		}
-		switch part.FormName() {
-		case "contents", "file":
-			bs, err := s.writeBlocks(ctx, part, streamBlockSize, MaxPut)
-			if err != nil {
-				return fail(err)
-			}
-			blocks = append(blocks, bs...)
-		case "path", "overwrite":
-			v, err := io.ReadAll(io.LimitReader(part, 8192))
-			if err != nil {
-				return fail(api.Errorf(api.MalformedRequest, "Invalid multipart form: %v", err))
-			}
-			if part.FormName() == "path" {
-				r.Path = string(v)
-			} else {
-				r.Overwrite, _ = strconv.ParseBool(string(v))
-			}
-		}
-	}
-	if r.Path == "" {
-		return fail(api.MissingField("path"))
-	}
-	return r, blocks, nil
-}
-
 func (s *Service) read(ctx context.Context, req *api.Request) (any, error) {
-	var r pathRequest
-	if err := req.Decode(&r); err != nil {
-		return nil, err
-	}
-	p, err := CleanPath(r.Path)
+	r, p, err := decodePath(req)
 	if err != nil {
 		return nil, err
 	}
@@ -496,38 +428,48 @@ func (s *Service) read(ctx context.Context, req *api.Request) (any, error) {
 	return map[string]any{"bytes_read": len(data), "data": base64.StdEncoding.EncodeToString(data)}, nil
 }
 
-// versionInfo is one restorable version of a file.
+// versionInfo is one restorable state of a file path.
 type versionInfo struct {
-	ModificationTime int64 `json:"modification_time"`
-	ReplacedTime     int64 `json:"replaced_time,omitempty"`
-	FileSize         int64 `json:"file_size"`
-	Deleted          bool  `json:"deleted,omitempty"`
-	Current          bool  `json:"current,omitempty"`
+	ModificationTime int64  `json:"modification_time"`
+	ReplacedTime     int64  `json:"replaced_time,omitempty"`
+	FileSize         int64  `json:"file_size"`
+	Deleted          bool   `json:"deleted,omitempty"`
+	MovedTo          string `json:"moved_to,omitempty"`
+	Current          bool   `json:"current,omitempty"`
 }
 
+// versions lists a file path's current contents and its retained versions,
+// newest first.
 func (s *Service) versions(ctx context.Context, req *api.Request) (any, error) {
-	var r pathRequest
-	if err := req.Decode(&r); err != nil {
-		return nil, err
-	}
-	p, err := CleanPath(r.Path)
+	_, p, err := decodePath(req)
 	if err != nil {
 		return nil, err
 	}
 	out := []versionInfo{}
 	err = s.Store.View(ctx, func(tx store.Tx) error {
-		if n, err := getNode(tx, p); err == nil && !n.IsDir {
+		n, err := getNode(tx, p)
+		isDir := err == nil && n.IsDir
+		switch {
+		case err == nil && !n.IsDir:
 			out = append(out, versionInfo{ModificationTime: n.ModTime, FileSize: n.Size, Current: true})
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return err
 		}
 		vs, err := versionsOf(tx, p)
+		if err != nil {
+			return err
+		}
 		for i := len(vs) - 1; i >= 0; i-- {
 			v := vs[i]
-			out = append(out, versionInfo{ModificationTime: v.Node.ModTime, ReplacedTime: v.Replaced, FileSize: v.Node.Size, Deleted: v.Deleted})
+			out = append(out, versionInfo{ModificationTime: v.Node.ModTime, ReplacedTime: v.Replaced, FileSize: v.Node.Size, Deleted: v.Deleted, MovedTo: v.MovedTo})
 		}
-		if err == nil && len(out) == 0 {
+		switch {
+		case len(out) == 0 && isDir:
+			return api.InvalidParam("%s is a directory; versions are kept per file.", p)
+		case len(out) == 0:
 			return notFound(p)
 		}
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -549,11 +491,8 @@ func (s *Service) restoreHandler(ctx context.Context, req *api.Request) (any, er
 	if err != nil {
 		return nil, err
 	}
-	if r.Timestamp <= 0 {
-		return nil, api.MissingField("timestamp")
-	}
-	if r.Timestamp > time.Now().UnixMilli() {
-		return nil, api.InvalidParam("timestamp is in the future.")
+	if err := s.checkRestoreTime(r.Timestamp); err != nil {
+		return nil, err
 	}
 	n, err := s.restore(ctx, p, r.Timestamp)
 	if err != nil {

@@ -281,7 +281,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST /api/2.0/dbfs/close", "own", nil},
 		{"GET /api/2.0/tandem/dbfs/versions", "open", func() call { return call{method: "GET", path: "/api/2.0/tandem/dbfs/versions?path=" + dbfsFile()} }},
 		{"POST /api/2.0/tandem/dbfs/restore", "open", func() call {
-			return call{method: "POST", path: "/api/2.0/tandem/dbfs/restore", body: map[string]any{"path": dbfsFile(), "timestamp": 1}}
+			return call{method: "POST", path: "/api/2.0/tandem/dbfs/restore", body: map[string]any{"path": dbfsFile(), "timestamp": time.Now().UnixMilli()}}
 		}},
 
 		// Secrets.
