@@ -24,7 +24,6 @@ import (
 	"log"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -34,6 +33,7 @@ import (
 
 	"github.com/tandemdata/tandem/internal/dr"
 	"github.com/tandemdata/tandem/internal/pki"
+	"github.com/tandemdata/tandem/internal/proc"
 )
 
 func main() {
@@ -51,16 +51,12 @@ func main() {
 	defer os.RemoveAll(dir)
 	depPath := filepath.Join(dir, "d", "deployment.json")
 	upLog, _ := os.Create(filepath.Join(dir, "up.log"))
-	up := exec.Command(*bin, "up", "--data-dir", filepath.Join(dir, "d"), "--listen", "127.0.0.1:0", "--rpo", "1s")
-	up.Stdout, up.Stderr = upLog, upLog
-	up.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := up.Start(); err != nil {
+	up, err := proc.Start(proc.Spec{Path: *bin, Args: []string{"up", "--data-dir", filepath.Join(dir, "d"), "--listen", "127.0.0.1:0", "--rpo", "1s"},
+		Stdout: upLog, Stderr: upLog})
+	if err != nil {
 		log.Fatal(err)
 	}
-	defer func() {
-		up.Process.Signal(syscall.SIGTERM)
-		up.Wait()
-	}()
+	defer up.Stop(20 * time.Second)
 	var d *dr.Deployment
 	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
 		if d, err = dr.LoadDeployment(depPath); err == nil && d.Router.PID != 0 {
@@ -338,11 +334,13 @@ func (b *bench) sampleLag(region string, d time.Duration) []time.Duration {
 // run runs a tandem dr command and returns its report and wall time.
 func (b *bench) run(bin, depPath string, args ...string) (dr.Report, time.Duration) {
 	start := time.Now()
-	out, err := exec.Command(bin, append(append([]string{"dr"}, args...), "--deployment", depPath, "--json")...).Output()
+	var out, stderr bytes.Buffer
+	err := proc.Run(context.Background(), proc.Spec{Path: bin, Args: append(append([]string{"dr"}, args...), "--deployment", depPath, "--json"),
+		Stdout: &out, Stderr: &stderr})
 	wall := time.Since(start)
 	var rep dr.Report
-	if jerr := json.Unmarshal(out, &rep); jerr != nil {
-		log.Fatalf("tandem dr %v: %v %v\n%s", args, err, jerr, out)
+	if jerr := json.Unmarshal(out.Bytes(), &rep); jerr != nil {
+		log.Fatalf("tandem dr %v: %v %v\n%s%s", args, err, jerr, out.Bytes(), stderr.Bytes())
 	}
 	return rep, wall
 }

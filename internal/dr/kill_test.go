@@ -144,14 +144,15 @@ func TestKillNineOfThePrimaryThenUnplannedFailover(t *testing.T) {
 	syscall.Kill(sec.PID, syscall.SIGCONT)
 
 	start := time.Now()
-	out, err := exec.Command(bin, "dr", "failover", "--unplanned", "--deployment", depPath, "--json").Output()
+	var out, errOut bytes.Buffer
+	err = proc.Run(ctx, proc.Spec{Path: bin, Args: []string{"dr", "failover", "--unplanned", "--deployment", depPath, "--json"}, Stdout: &out, Stderr: &errOut})
 	took := time.Since(start)
 	if err != nil {
-		t.Fatalf("tandem dr failover --unplanned: %v\n%s", err, out)
+		t.Fatalf("tandem dr failover --unplanned: %v\n%s%s", err, out.Bytes(), errOut.Bytes())
 	}
 	var rep dr.Report
-	if err := json.Unmarshal(out, &rep); err != nil {
-		t.Fatalf("report: %v\n%s", err, out)
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, out.Bytes())
 	}
 	t.Logf("unplanned failover took %s (report %.3fs): %d changes known lost", took, rep.Seconds, rep.LostChanges)
 	if rep.Outcome != "succeeded" || took > 30*time.Second {
