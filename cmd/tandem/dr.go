@@ -34,6 +34,7 @@ under reports/ next to the deployment file.`,
 }
 
 type planFlags struct {
+	maxLag     int64
 	cancel     bool
 	drain      time.Duration
 	wait       time.Duration
@@ -42,6 +43,7 @@ type planFlags struct {
 }
 
 func (f *planFlags) add(cmd *cobra.Command) {
+	cmd.Flags().Int64Var(&f.maxLag, "max-lag", 10000, "most changes the target may be behind when a planned failover starts")
 	cmd.Flags().BoolVar(&f.cancel, "cancel-running", false, "cancel running job runs at once instead of letting them finish")
 	cmd.Flags().DurationVar(&f.drain, "drain-timeout", 30*time.Second, "how long running work may take to finish before it is cancelled")
 	cmd.Flags().DurationVar(&f.wait, "timeout", 60*time.Second, "bound of each wait (catch-up, router switch)")
@@ -50,7 +52,7 @@ func (f *planFlags) add(cmd *cobra.Command) {
 }
 
 func (f *planFlags) plan() dr.Plan {
-	return dr.Plan{CancelRunning: f.cancel, DrainTimeout: f.drain, CatchUpTimeout: f.wait, Smoke: !f.noSmoke}
+	return dr.Plan{MaxLag: f.maxLag, CancelRunning: f.cancel, DrainTimeout: f.drain, CatchUpTimeout: f.wait, Smoke: !f.noSmoke}
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
