@@ -12,6 +12,7 @@ import (
 
 	"github.com/tandemdata/tandem/internal/api"
 	"github.com/tandemdata/tandem/internal/keys"
+	"github.com/tandemdata/tandem/internal/storage"
 	"github.com/tandemdata/tandem/internal/store"
 )
 
@@ -60,6 +61,8 @@ type Service struct {
 	Keys  *keys.Keyring
 	// SharedKeys names the platform keys whose material both regions hold.
 	SharedKeys []string
+	// Objects keeps the peer's geo-replicated storage (nil: none).
+	Objects storage.Backend
 	// Self describes this region at the time of a call.
 	Self func() LeaderInfo
 	// Follower, if set, learns of each call: the peer region reading this
@@ -75,10 +78,10 @@ type Service struct {
 // not audited (the follower polls continuously and holds no user's
 // authority), the key exchange is.
 func (s *Service) Routes() []api.Route {
-	return []api.Route{
+	return append([]api.Route{
 		{Pattern: "GET " + ChangesPath, Public: true, NoAudit: true, DR: true, Handler: s.changes},
 		{Pattern: "POST " + KeysPath, Public: true, DR: true, NoResult: true, Category: "tandemReplication", Action: "shareKeys", Handler: s.keys},
-	}
+	}, s.objectRoutes()...)
 }
 
 func (s *Service) authenticate(r *api.Request, applied int64) error {

@@ -230,7 +230,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.Jobs.SchedulingPaused = s.DR.SchedulingPaused
 	s.Jobs.Init()
 	s.DR.SetWork(s.Jobs)
-	s.Replication = &replication.Service{Store: s.RawStore, Peer: s.peer, Keys: s.Keys, SharedKeys: sharedKeys,
+	geoStore, err := local.New(filepath.Join(cfg.DataDir, "storage-geo"))
+	if err != nil {
+		return nil, err
+	}
+	s.Replication = &replication.Service{Store: s.RawStore, Peer: s.peer, Keys: s.Keys, SharedKeys: sharedKeys, Objects: geoStore,
 		Self: s.DR.LeaderInfo, Follower: s.DR.PeerFollower, Log: log.With("component", "replication")}
 	s.Metrics.MustRegister(s.DR.Collector())
 
@@ -252,6 +256,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.loops = append(s.loops, s.Identity.Watch, s.Diagnostics.Run, s.DR.Run)
 	ok = true
 	return s, nil
+}
+
+// PeerStorage is the peer region's geo-replicated storage (nil without a
+// peer): the secondary the storage account's geo-replication ships to.
+func (s *Server) PeerStorage() storage.Backend {
+	if s.peer == nil {
+		return nil
+	}
+	return replication.NewRemoteBackend(s.peer)
 }
 
 // sharedKeys are the platform keys both regions hold: they wrap replicated
