@@ -9,8 +9,8 @@ import (
 	"io"
 	"testing"
 
-	"github.com/tandemdata/tandem/internal/storage"
 	"github.com/tandemdata/tandem/internal/server/servertest"
+	"github.com/tandemdata/tandem/internal/storage"
 )
 
 // TestRemoteBackendKeepsObjectsInThePeerRegion runs the storage.Backend
