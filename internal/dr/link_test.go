@@ -181,3 +181,43 @@ func grepLines(s, substr string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestPartitionedPrimaryIsFencedWhileRunning cuts the secondary off the
+// primary (the primary stays up and takes writes, among them a new token
+// that is used at once), promotes the secondary, and lets the primary see
+// the new epoch on its own: it stops taking writes, sets its tail aside and
+// forgets the token the new leader never knew.
+func TestPartitionedPrimaryIsFencedWhileRunning(t *testing.T) {
+	pair := servertest.NewPair(t)
+	pair.SecondaryDials = servertest.FreeAddr(t)
+	proxy := newLinkProxy(t, pair.SecondaryDials, pair.PrimaryAddr)
+	pair.Start(t)
+	seed(t, pair.Primary)
+	waitCaughtUp(t, pair)
+
+	proxy.set("refuse")
+	must(t, importNotebook(t, pair.Primary, "/Shared/tail", "x=1"), "write in the tail")
+	tok := must(t, pair.Primary.Do(pair.Primary.AdminToken, "POST", "/api/2.0/token/create", map[string]string{"comment": "tail"}), "token").JSON(t)["token_value"].(string)
+	must(t, pair.Primary.Do(tok, "GET", "/api/2.0/preview/scim/v2/Me", nil), "the new token works (and is cached)")
+
+	o := orchestrator(t, pairRegions(pair), nil)
+	rep, err := o.Run(ctx, dr.Plan{Kind: dr.UnplannedFailover, From: "primary", To: "secondary", Force: true})
+	if err != nil || rep.EpochAfter != 2 {
+		t.Fatalf("forced unplanned failover: %v %+v", err, rep)
+	}
+	var st dr.Status
+	waitFor(t, "the partitioned primary to fence itself and rejoin", 20*time.Second, func() bool {
+		st = status(t, pair.Primary)
+		return st.Role == dr.Passive && st.Rejoin == nil && st.LastFence != nil && st.LastFence.SetAside != nil
+	})
+	if r := importNotebook(t, pair.Primary, "/Shared/split-brain", "y"); r.Status != 400 {
+		t.Errorf("write on the fenced primary: %d %s", r.Status, r.Body)
+	}
+	if r := pair.Primary.Do(tok, "GET", "/api/2.0/preview/scim/v2/Me", nil); r.Status != 401 {
+		t.Errorf("the token made in the set-aside tail still works on the fenced primary: %d", r.Status)
+	}
+	if r := pair.Primary.Do(pair.Primary.AdminToken, "GET", "/api/2.0/workspace/get-status?path=/Shared/tail", nil); r.Status != 404 {
+		t.Errorf("the set-aside notebook is still there: %d", r.Status)
+	}
+	proxy.set("")
+}
