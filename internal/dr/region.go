@@ -131,11 +131,21 @@ func New(cfg Config) *Region {
 // Gate is the store the region's services use.
 func (r *Region) Gate() *Gate { return r.gate }
 
-// State returns a copy of the region's state.
+// State returns a copy of the region's state, which the caller may change
+// (its pointers are copied too; set-aside lists are never changed in place).
 func (r *Region) State() State {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.state
+	st := r.state
+	if st.Rejoin != nil {
+		j := *st.Rejoin
+		st.Rejoin = &j
+	}
+	if st.LastFence != nil {
+		f := *st.LastFence
+		st.LastFence = &f
+	}
+	return st
 }
 
 // Leads reports whether the region currently holds the epoch.
