@@ -18,33 +18,12 @@ const scimBase = "/api/2.0/preview/scim/v2"
 
 // Routes returns the SCIM, Token and Token management endpoints.
 func (s *Service) Routes() []api.Route {
-	scim := func(pattern, action string, h api.Handler) api.Route {
-		return api.Route{Pattern: pattern, Category: "accounts", Action: action, Handler: h, SCIM: true}
-	}
-	return append([]api.Route{
-		scim("GET "+scimBase+"/Me", "getCurrentUser", s.me),
-
-		scim("GET "+scimBase+"/Users", "listUsers", s.listUsers),
-		scim("POST "+scimBase+"/Users", "add", s.createUserHandler),
-		scim("GET "+scimBase+"/Users/{id}", "getUser", s.getUserHandler),
-		scim("PUT "+scimBase+"/Users/{id}", "updateUser", s.putUserHandler),
-		scim("PATCH "+scimBase+"/Users/{id}", "updateUser", s.patchUserHandler),
-		scim("DELETE "+scimBase+"/Users/{id}", "delete", s.deleteUserHandler),
-
-		scim("GET "+scimBase+"/Groups", "listGroups", s.listGroups),
-		scim("POST "+scimBase+"/Groups", "createGroup", s.createGroupHandler),
-		scim("GET "+scimBase+"/Groups/{id}", "getGroup", s.getGroupHandler),
-		scim("PUT "+scimBase+"/Groups/{id}", "updateGroup", s.putGroupHandler),
-		scim("PATCH "+scimBase+"/Groups/{id}", "updateGroup", s.patchGroupHandler),
-		scim("DELETE "+scimBase+"/Groups/{id}", "removeGroup", s.deleteGroupHandler),
-
-		scim("GET "+scimBase+"/ServicePrincipals", "listServicePrincipals", s.listSPs),
-		scim("POST "+scimBase+"/ServicePrincipals", "addServicePrincipal", s.createSPHandler),
-		scim("GET "+scimBase+"/ServicePrincipals/{id}", "getServicePrincipal", s.getSPHandler),
-		scim("PUT "+scimBase+"/ServicePrincipals/{id}", "updateServicePrincipal", s.putSPHandler),
-		scim("PATCH "+scimBase+"/ServicePrincipals/{id}", "updateServicePrincipal", s.patchSPHandler),
-		scim("DELETE "+scimBase+"/ServicePrincipals/{id}", "deleteServicePrincipal", s.deleteSPHandler),
-	}, s.tokenRoutes()...)
+	routes := []api.Route{{Pattern: "GET " + scimBase + "/Me", Category: "accounts", Action: "getCurrentUser", Handler: s.me, SCIM: true}}
+	routes = append(routes, users.routes(s, "Users", "listUsers", "add", "getUser", "updateUser", "delete")...)
+	routes = append(routes, groupsResource.routes(s, "Groups", "listGroups", "createGroup", "getGroup", "updateGroup", "removeGroup")...)
+	routes = append(routes, servicePrincipals.routes(s, "ServicePrincipals", "listServicePrincipals", "addServicePrincipal",
+		"getServicePrincipal", "updateServicePrincipal", "deleteServicePrincipal")...)
+	return append(routes, s.tokenRoutes()...)
 }
 
 func requireAdmin(ctx context.Context) error {
@@ -296,9 +275,74 @@ func (s *Service) me(ctx context.Context, req *api.Request) (any, error) {
 	return out, err
 }
 
-// ---- Users
+// resource is one SCIM resource type (Users, Groups, ServicePrincipals):
+// how to load, render, create, replace and delete it. Its handlers are the
+// same for every type.
+type resource[T any] struct {
+	noun      string // in messages: "User"
+	kind      store.Kind
+	patchable map[string]bool
+	render    func(s *Service, tx store.Tx, v T, groups []Group) (any, error)
+	create    func(s *Service, tx store.Tx, v T) (T, error)
+	replace   func(s *Service, tx store.Tx, id string, v T) (T, error)
+	remove    func(s *Service, tx store.Tx, id string) error
+	// mayDelete refuses deletes the type does not allow (yourself).
+	mayDelete func(ctx context.Context, id string) error
+}
 
-func (s *Service) listUsers(ctx context.Context, req *api.Request) (any, error) {
+var users = resource[User]{
+	noun: "User", kind: kindUser, patchable: userPatchable,
+	render: func(_ *Service, _ store.Tx, u User, groups []Group) (any, error) { return renderUser(u, groups), nil },
+	create: (*Service).createUser, replace: (*Service).replaceUser, remove: (*Service).deleteUser,
+	mayDelete: func(ctx context.Context, id string) error {
+		if id == principal.MustFrom(ctx).ID {
+			return api.InvalidParam("You cannot delete yourself.")
+		}
+		return nil
+	},
+}
+
+var groupsResource = resource[Group]{
+	noun: "Group", kind: kindGroup, patchable: groupPatchable,
+	render: func(s *Service, tx store.Tx, g Group, groups []Group) (any, error) {
+		return s.renderGroup(tx, g, groups)
+	},
+	create: (*Service).createGroup, replace: (*Service).replaceGroup, remove: (*Service).deleteGroup,
+}
+
+var servicePrincipals = resource[ServicePrincipal]{
+	noun: "Service principal", kind: kindSP, patchable: spPatchable,
+	render: func(_ *Service, _ store.Tx, sp ServicePrincipal, groups []Group) (any, error) {
+		return renderSP(sp, groups), nil
+	},
+	create: (*Service).createSP, replace: (*Service).replaceSP, remove: (*Service).deleteSP,
+}
+
+// routes returns the six SCIM endpoints of a resource type.
+func (r resource[T]) routes(s *Service, path, list, add, get, update, del string) []api.Route {
+	scim := func(pattern, action string, h api.Handler) api.Route {
+		return api.Route{Pattern: pattern, Category: "accounts", Action: action, Handler: h, SCIM: true}
+	}
+	base := scimBase + "/" + path
+	return []api.Route{
+		scim("GET "+base, list, func(ctx context.Context, req *api.Request) (any, error) { return r.list(ctx, s, req) }),
+		scim("POST "+base, add, func(ctx context.Context, req *api.Request) (any, error) { return r.createHandler(ctx, s, req) }),
+		scim("GET "+base+"/{id}", get, func(ctx context.Context, req *api.Request) (any, error) { return r.get(ctx, s, req) }),
+		scim("PUT "+base+"/{id}", update, func(ctx context.Context, req *api.Request) (any, error) { return r.put(ctx, s, req) }),
+		scim("PATCH "+base+"/{id}", update, func(ctx context.Context, req *api.Request) (any, error) { return r.patch(ctx, s, req) }),
+		scim("DELETE "+base+"/{id}", del, func(ctx context.Context, req *api.Request) (any, error) { return r.delete(ctx, s, req) }),
+	}
+}
+
+func (r resource[T]) load(tx store.Tx, id string) (T, error) {
+	v, err := store.Get[T](tx, r.kind, id)
+	if err != nil {
+		return v, notFound(r.noun, id, err)
+	}
+	return v, nil
+}
+
+func (r resource[T]) list(ctx context.Context, s *Service, req *api.Request) (any, error) {
 	var q listQuery
 	if err := req.Decode(&q); err != nil {
 		return nil, err
@@ -309,9 +353,10 @@ func (s *Service) listUsers(ctx context.Context, req *api.Request) (any, error) 
 		if err != nil {
 			return err
 		}
-		return store.ScanPrefix(tx, kindUser, "", func(_ string, u User) error {
-			items = append(items, toMap(renderUser(u, groups)))
-			return nil
+		return store.ScanPrefix(tx, r.kind, "", func(_ string, v T) error {
+			out, err := r.render(s, tx, v, groups)
+			items = append(items, toMap(out))
+			return err
 		})
 	})
 	if err != nil {
@@ -319,6 +364,110 @@ func (s *Service) listUsers(ctx context.Context, req *api.Request) (any, error) 
 	}
 	sortByID(items)
 	return page(q, items)
+}
+
+func (r resource[T]) get(ctx context.Context, s *Service, req *api.Request) (any, error) {
+	id := req.HTTP.PathValue("id")
+	var q listQuery
+	if err := req.Decode(&q); err != nil {
+		return nil, err
+	}
+	var out map[string]any
+	err := s.store.View(ctx, func(tx store.Tx) error {
+		v, err := r.load(tx, id)
+		if err != nil {
+			return err
+		}
+		groups, err := store.List[Group](tx, kindGroup, "")
+		if err != nil {
+			return err
+		}
+		rendered, err := r.render(s, tx, v, groups)
+		out = project(toMap(rendered), q.Attributes, q.ExcludedAttributes)
+		return err
+	})
+	return out, err
+}
+
+// change runs one admin-only change in a transaction and renders its result.
+func (r resource[T]) change(ctx context.Context, s *Service, fn func(tx store.Tx) (T, error)) (any, error) {
+	if err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	var out any
+	err := s.update(ctx, func(tx store.Tx) error {
+		v, err := fn(tx)
+		if err != nil {
+			return err
+		}
+		groups, err := store.List[Group](tx, kindGroup, "")
+		if err != nil {
+			return err
+		}
+		out, err = r.render(s, tx, v, groups)
+		return err
+	})
+	return out, err
+}
+
+func (r resource[T]) createHandler(ctx context.Context, s *Service, req *api.Request) (any, error) {
+	var v T
+	if err := req.Decode(&v); err != nil {
+		return nil, err
+	}
+	out, err := r.change(ctx, s, func(tx store.Tx) (T, error) { return r.create(s, tx, v) })
+	if err != nil {
+		return nil, err
+	}
+	return api.Reply{Status: http.StatusCreated, Body: out}, nil
+}
+
+func (r resource[T]) put(ctx context.Context, s *Service, req *api.Request) (any, error) {
+	var v T
+	if err := req.Decode(&v); err != nil {
+		return nil, err
+	}
+	id := req.HTTP.PathValue("id")
+	return r.change(ctx, s, func(tx store.Tx) (T, error) { return r.replace(s, tx, id, v) })
+}
+
+func (r resource[T]) patch(ctx context.Context, s *Service, req *api.Request) (any, error) {
+	ops, err := decodePatch(req)
+	if err != nil {
+		return nil, err
+	}
+	id := req.HTTP.PathValue("id")
+	return r.change(ctx, s, func(tx store.Tx) (T, error) {
+		var next T
+		cur, err := r.load(tx, id)
+		if err != nil {
+			return next, err
+		}
+		doc := toMap(cur)
+		if err := applyPatch(doc, ops, r.patchable); err != nil {
+			return next, err
+		}
+		if err := remarshal(doc, &next); err != nil {
+			return next, err
+		}
+		return r.replace(s, tx, id, next)
+	})
+}
+
+func (r resource[T]) delete(ctx context.Context, s *Service, req *api.Request) (any, error) {
+	if err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	id := req.HTTP.PathValue("id")
+	if r.mayDelete != nil {
+		if err := r.mayDelete(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.update(ctx, func(tx store.Tx) error { return r.remove(s, tx, id) }); err != nil {
+		return nil, err
+	}
+	return api.Reply{Status: http.StatusNoContent}, nil
 }
 
 func sortByID(items []map[string]any) {
@@ -330,407 +479,6 @@ func sortByID(items []map[string]any) {
 		}
 		return a < b
 	})
-}
-
-func (s *Service) getUserHandler(ctx context.Context, req *api.Request) (any, error) {
-	id := req.HTTP.PathValue("id")
-	var q listQuery
-	if err := req.Decode(&q); err != nil {
-		return nil, err
-	}
-	var out map[string]any
-	err := s.store.View(ctx, func(tx store.Tx) error {
-		u, err := store.Get[User](tx, kindUser, id)
-		if err != nil {
-			return notFound("User", id, err)
-		}
-		groups, err := store.List[Group](tx, kindGroup, "")
-		out = project(toMap(renderUser(u, groups)), q.Attributes, q.ExcludedAttributes)
-		return err
-	})
-	return out, err
-}
-
-func (s *Service) createUserHandler(ctx context.Context, req *api.Request) (any, error) {
-	if err := requireAdmin(ctx); err != nil {
-		return nil, err
-	}
-	var u User
-	if err := req.Decode(&u); err != nil {
-		return nil, err
-	}
-	var out User
-	err := s.update(ctx, func(tx store.Tx) error {
-		created, err := s.createUser(tx, u)
-		if err != nil {
-			return err
-		}
-		groups, err := store.List[Group](tx, kindGroup, "")
-		out = renderUser(created, groups)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return api.Reply{Status: http.StatusCreated, Body: out}, nil
-}
-
-func (s *Service) putUserHandler(ctx context.Context, req *api.Request) (any, error) {
-	if err := requireAdmin(ctx); err != nil {
-		return nil, err
-	}
-	var u User
-	if err := req.Decode(&u); err != nil {
-		return nil, err
-	}
-	id := req.HTTP.PathValue("id")
-	var out User
-	err := s.update(ctx, func(tx store.Tx) error {
-		replaced, err := s.replaceUser(tx, id, u)
-		if err != nil {
-			return err
-		}
-		groups, err := store.List[Group](tx, kindGroup, "")
-		out = renderUser(replaced, groups)
-		return err
-	})
-	return out, err
-}
-
-func (s *Service) patchUserHandler(ctx context.Context, req *api.Request) (any, error) {
-	if err := requireAdmin(ctx); err != nil {
-		return nil, err
-	}
-	ops, err := decodePatch(req)
-	if err != nil {
-		return nil, err
-	}
-	id := req.HTTP.PathValue("id")
-	var out User
-	err = s.update(ctx, func(tx store.Tx) error {
-		u, err := store.Get[User](tx, kindUser, id)
-		if err != nil {
-			return notFound("User", id, err)
-		}
-		doc := toMap(u)
-		if err := applyPatch(doc, ops, userPatchable); err != nil {
-			return err
-		}
-		var next User
-		if err := remarshal(doc, &next); err != nil {
-			return err
-		}
-		replaced, err := s.replaceUser(tx, id, next)
-		if err != nil {
-			return err
-		}
-		groups, err := store.List[Group](tx, kindGroup, "")
-		out = renderUser(replaced, groups)
-		return err
-	})
-	return out, err
-}
-
-func (s *Service) deleteUserHandler(ctx context.Context, req *api.Request) (any, error) {
-	if err := requireAdmin(ctx); err != nil {
-		return nil, err
-	}
-	id := req.HTTP.PathValue("id")
-	if id == principal.MustFrom(ctx).ID {
-		return nil, api.InvalidParam("You cannot delete yourself.")
-	}
-	err := s.update(ctx, func(tx store.Tx) error { return s.deleteUser(tx, id) })
-	if err != nil {
-		return nil, err
-	}
-	return api.Reply{Status: http.StatusNoContent}, nil
-}
-
-// ---- Groups
-
-func (s *Service) listGroups(ctx context.Context, req *api.Request) (any, error) {
-	var q listQuery
-	if err := req.Decode(&q); err != nil {
-		return nil, err
-	}
-	var items []map[string]any
-	err := s.store.View(ctx, func(tx store.Tx) error {
-		groups, err := store.List[Group](tx, kindGroup, "")
-		if err != nil {
-			return err
-		}
-		for _, g := range groups {
-			r, err := s.renderGroup(tx, g, groups)
-			if err != nil {
-				return err
-			}
-			items = append(items, toMap(r))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	sortByID(items)
-	return page(q, items)
-}
-
-func (s *Service) getGroupHandler(ctx context.Context, req *api.Request) (any, error) {
-	id := req.HTTP.PathValue("id")
-	var q listQuery
-	if err := req.Decode(&q); err != nil {
-		return nil, err
-	}
-	var out map[string]any
-	err := s.store.View(ctx, func(tx store.Tx) error {
-		g, err := store.Get[Group](tx, kindGroup, id)
-		if err != nil {
-			return notFound("Group", id, err)
-		}
-		groups, err := store.List[Group](tx, kindGroup, "")
-		if err != nil {
-			return err
-		}
-		r, err := s.renderGroup(tx, g, groups)
-		out = project(toMap(r), q.Attributes, q.ExcludedAttributes)
-		return err
-	})
-	return out, err
-}
-
-func (s *Service) createGroupHandler(ctx context.Context, req *api.Request) (any, error) {
-	if err := requireAdmin(ctx); err != nil {
-		return nil, err
-	}
-	var g Group
-	if err := req.Decode(&g); err != nil {
-		return nil, err
-	}
-	var out Group
-	err := s.update(ctx, func(tx store.Tx) error {
-		created, err := s.createGroup(tx, g)
-		if err != nil {
-			return err
-		}
-		groups, err := store.List[Group](tx, kindGroup, "")
-		if err != nil {
-			return err
-		}
-		out, err = s.renderGroup(tx, created, groups)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return api.Reply{Status: http.StatusCreated, Body: out}, nil
-}
-
-func (s *Service) putGroupHandler(ctx context.Context, req *api.Request) (any, error) {
-	if err := requireAdmin(ctx); err != nil {
-		return nil, err
-	}
-	var g Group
-	if err := req.Decode(&g); err != nil {
-		return nil, err
-	}
-	id := req.HTTP.PathValue("id")
-	var out Group
-	err := s.update(ctx, func(tx store.Tx) error {
-		replaced, err := s.replaceGroup(tx, id, g)
-		if err != nil {
-			return err
-		}
-		groups, err := store.List[Group](tx, kindGroup, "")
-		if err != nil {
-			return err
-		}
-		out, err = s.renderGroup(tx, replaced, groups)
-		return err
-	})
-	return out, err
-}
-
-func (s *Service) patchGroupHandler(ctx context.Context, req *api.Request) (any, error) {
-	if err := requireAdmin(ctx); err != nil {
-		return nil, err
-	}
-	ops, err := decodePatch(req)
-	if err != nil {
-		return nil, err
-	}
-	id := req.HTTP.PathValue("id")
-	var out Group
-	err = s.update(ctx, func(tx store.Tx) error {
-		g, err := store.Get[Group](tx, kindGroup, id)
-		if err != nil {
-			return notFound("Group", id, err)
-		}
-		doc := toMap(g)
-		if err := applyPatch(doc, ops, groupPatchable); err != nil {
-			return err
-		}
-		var next Group
-		if err := remarshal(doc, &next); err != nil {
-			return err
-		}
-		replaced, err := s.replaceGroup(tx, id, next)
-		if err != nil {
-			return err
-		}
-		groups, err := store.List[Group](tx, kindGroup, "")
-		if err != nil {
-			return err
-		}
-		out, err = s.renderGroup(tx, replaced, groups)
-		return err
-	})
-	return out, err
-}
-
-func (s *Service) deleteGroupHandler(ctx context.Context, req *api.Request) (any, error) {
-	if err := requireAdmin(ctx); err != nil {
-		return nil, err
-	}
-	id := req.HTTP.PathValue("id")
-	if err := s.update(ctx, func(tx store.Tx) error { return s.deleteGroup(tx, id) }); err != nil {
-		return nil, err
-	}
-	return api.Reply{Status: http.StatusNoContent}, nil
-}
-
-// ---- Service principals
-
-func (s *Service) listSPs(ctx context.Context, req *api.Request) (any, error) {
-	var q listQuery
-	if err := req.Decode(&q); err != nil {
-		return nil, err
-	}
-	var items []map[string]any
-	err := s.store.View(ctx, func(tx store.Tx) error {
-		groups, err := store.List[Group](tx, kindGroup, "")
-		if err != nil {
-			return err
-		}
-		return store.ScanPrefix(tx, kindSP, "", func(_ string, sp ServicePrincipal) error {
-			items = append(items, toMap(renderSP(sp, groups)))
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, err
-	}
-	sortByID(items)
-	return page(q, items)
-}
-
-func (s *Service) getSPHandler(ctx context.Context, req *api.Request) (any, error) {
-	id := req.HTTP.PathValue("id")
-	var q listQuery
-	if err := req.Decode(&q); err != nil {
-		return nil, err
-	}
-	var out map[string]any
-	err := s.store.View(ctx, func(tx store.Tx) error {
-		sp, err := store.Get[ServicePrincipal](tx, kindSP, id)
-		if err != nil {
-			return notFound("Service principal", id, err)
-		}
-		groups, err := store.List[Group](tx, kindGroup, "")
-		out = project(toMap(renderSP(sp, groups)), q.Attributes, q.ExcludedAttributes)
-		return err
-	})
-	return out, err
-}
-
-func (s *Service) createSPHandler(ctx context.Context, req *api.Request) (any, error) {
-	if err := requireAdmin(ctx); err != nil {
-		return nil, err
-	}
-	var sp ServicePrincipal
-	if err := req.Decode(&sp); err != nil {
-		return nil, err
-	}
-	var out ServicePrincipal
-	err := s.update(ctx, func(tx store.Tx) error {
-		created, err := s.createSP(tx, sp)
-		if err != nil {
-			return err
-		}
-		groups, err := store.List[Group](tx, kindGroup, "")
-		out = renderSP(created, groups)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return api.Reply{Status: http.StatusCreated, Body: out}, nil
-}
-
-func (s *Service) putSPHandler(ctx context.Context, req *api.Request) (any, error) {
-	if err := requireAdmin(ctx); err != nil {
-		return nil, err
-	}
-	var sp ServicePrincipal
-	if err := req.Decode(&sp); err != nil {
-		return nil, err
-	}
-	id := req.HTTP.PathValue("id")
-	var out ServicePrincipal
-	err := s.update(ctx, func(tx store.Tx) error {
-		replaced, err := s.replaceSP(tx, id, sp)
-		if err != nil {
-			return err
-		}
-		groups, err := store.List[Group](tx, kindGroup, "")
-		out = renderSP(replaced, groups)
-		return err
-	})
-	return out, err
-}
-
-func (s *Service) patchSPHandler(ctx context.Context, req *api.Request) (any, error) {
-	if err := requireAdmin(ctx); err != nil {
-		return nil, err
-	}
-	ops, err := decodePatch(req)
-	if err != nil {
-		return nil, err
-	}
-	id := req.HTTP.PathValue("id")
-	var out ServicePrincipal
-	err = s.update(ctx, func(tx store.Tx) error {
-		sp, err := store.Get[ServicePrincipal](tx, kindSP, id)
-		if err != nil {
-			return notFound("Service principal", id, err)
-		}
-		doc := toMap(sp)
-		if err := applyPatch(doc, ops, spPatchable); err != nil {
-			return err
-		}
-		var next ServicePrincipal
-		if err := remarshal(doc, &next); err != nil {
-			return err
-		}
-		replaced, err := s.replaceSP(tx, id, next)
-		if err != nil {
-			return err
-		}
-		groups, err := store.List[Group](tx, kindGroup, "")
-		out = renderSP(replaced, groups)
-		return err
-	})
-	return out, err
-}
-
-func (s *Service) deleteSPHandler(ctx context.Context, req *api.Request) (any, error) {
-	if err := requireAdmin(ctx); err != nil {
-		return nil, err
-	}
-	id := req.HTTP.PathValue("id")
-	if err := s.update(ctx, func(tx store.Tx) error { return s.deleteSP(tx, id) }); err != nil {
-		return nil, err
-	}
-	return api.Reply{Status: http.StatusNoContent}, nil
 }
 
 func remarshal(in any, out any) error {
