@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tandemdata/tandem/internal/audit/digest"
+	"github.com/tandemdata/tandem/internal/config"
+	"github.com/tandemdata/tandem/internal/server"
+	"github.com/tandemdata/tandem/internal/storage"
 )
 
 func auditCmd() *cobra.Command {
@@ -19,24 +23,27 @@ func auditCmd() *cobra.Command {
 }
 
 func auditVerifyCmd() *cobra.Command {
-	var dir, publicKey string
+	var dir, dataDir, configFile, publicKey string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "verify --dir STORAGE_ACCOUNT_DIR [--public-key FILE]",
+		Use:   "verify (--data-dir DATA_DIR | --dir LOGS_DIR) [--public-key FILE]",
 		Short: "Check the digest chains of audit logs delivered to a storage account",
 		Long: `Check the digest chains that seal the audit logs delivered to a storage
 account: every digest's Ed25519 signature, the link to the previous digest,
 and that every log file still starts with the bytes its digests hashed.
 Names every missing or altered file and digest; exits 1 if there is one.
 
---dir is the storage account's root (DATA_DIR/storage for a local region).
+--data-dir reads the logs from a region's storage account through its
+encryption and copies (the region's configuration file with --config if it
+is not the default one; the server may be running). --dir reads them from a
+directory: the account's logs exported or downloaded as plain files.
 --public-key is the region's exported key (DATA_DIR/audit/digest-key.pub.pem);
 without it the key published in the account is used, which catches accidents
 but not someone who could also replace that key.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if dir == "" {
-				return errors.New("--dir is required")
+			if (dir == "") == (dataDir == "") {
+				return errors.New("give one of --data-dir and --dir")
 			}
 			var pub ed25519.PublicKey
 			if publicKey != "" {
@@ -48,7 +55,23 @@ but not someone who could also replace that key.`,
 					return fmt.Errorf("%s: %w", publicKey, err)
 				}
 			}
-			rep, err := digest.Verify(os.DirFS(dir), pub)
+			var fsys fs.FS
+			if dir != "" {
+				fsys = os.DirFS(dir)
+			} else {
+				cfg, err := config.Load(configFile)
+				if err != nil {
+					return err
+				}
+				cfg.DataDir = dataDir
+				acc, closeAcc, err := server.OpenStorage(cmd.Context(), cfg, true)
+				if err != nil {
+					return fmt.Errorf("open the storage account in %s: %w", dataDir, err)
+				}
+				defer closeAcc()
+				fsys = storage.FS(cmd.Context(), acc)
+			}
+			rep, err := digest.Verify(fsys, pub)
 			if err != nil {
 				return err
 			}
@@ -81,7 +104,9 @@ but not someone who could also replace that key.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "", "root directory of the storage account")
+	cmd.Flags().StringVar(&dir, "dir", "", "directory holding the logs as plain files")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "a region's data directory: read its storage account")
+	cmd.Flags().StringVar(&configFile, "config", "", "the region's configuration file (with --data-dir)")
 	cmd.Flags().StringVar(&publicKey, "public-key", "", "the region's digest public key (PEM)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd

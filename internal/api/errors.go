@@ -38,6 +38,7 @@ const (
 	DeadlineExceeded        = "DEADLINE_EXCEEDED"
 	Cancelled               = "CANCELLED"
 	InternalError           = "INTERNAL_ERROR"
+	DataLoss                = "DATA_LOSS"
 )
 
 // statusOf is the HTTP status of each code, as Databricks answers it. DBFS
@@ -68,6 +69,7 @@ var statusOf = map[string]int{
 	DeadlineExceeded:        http.StatusGatewayTimeout,
 	Cancelled:               499,
 	InternalError:           http.StatusInternalServerError,
+	DataLoss:                http.StatusInternalServerError,
 }
 
 // Error is the one error model of the API: the Databricks error body
@@ -159,6 +161,12 @@ var sentinels = []struct {
 	{storage.ErrNoSpace, IOError, "The storage account is out of space; nothing was written.", http.StatusInsufficientStorage},
 	{keys.ErrKeyDisabled, PermissionDenied, "", 0},
 	{keys.ErrKeyNotFound, PermissionDenied, "", 0},
+	{keys.ErrKeyAccessDenied, PermissionDenied, "", 0},
+	{keys.ErrKeyUnavailable, TemporarilyUnavailable, "", 0},
+	{storage.ErrUnavailable, TemporarilyUnavailable, "", 0},
+	{storage.ErrCorrupt, DataLoss, "The object is corrupt in every copy of the storage account.", 0},
+	{storage.ErrReadOnly, InvalidState, "", 0},
+	{storage.ErrInvalidName, InvalidParameterValue, "", 0},
 	{store.ErrExists, ResourceAlreadyExists, "The resource already exists.", 0},
 	{store.ErrReadOnly, InvalidState, "This region does not accept writes.", 0},
 	{context.DeadlineExceeded, DeadlineExceeded, "The request took too long.", 0},

@@ -35,6 +35,8 @@ type Config struct {
 	// DBFSVersionRetention is how long replaced and deleted DBFS files stay
 	// restorable (a Go duration: "168h").
 	DBFSVersionRetention string `json:"dbfs_version_retention"`
+	// Storage configures the region's storage account.
+	Storage Storage `json:"storage"`
 	// AdminUser is the user name of the administrator created for
 	// TANDEM_BOOTSTRAP_TOKEN.
 	AdminUser string `json:"admin_user"`
@@ -95,6 +97,40 @@ type Workspace struct {
 	Name           string `json:"name"`
 	SubscriptionID string `json:"subscription_id"`
 	ResourceGroup  string `json:"resource_group"`
+}
+
+// Storage configures the region's storage account. Redundancy, key and
+// double encryption are the settings of a new account; afterwards they live
+// in the metadata store and change through the storage admin API.
+type Storage struct {
+	// Redundancy of a new account: LRS (default), ZRS, GRS, GZRS, RA-GRS,
+	// RA-GZRS.
+	Redundancy string `json:"redundancy"`
+	// InfrastructureEncryption turns double encryption on for a new
+	// account (later changes go through the admin API).
+	InfrastructureEncryption bool `json:"infrastructure_encryption"`
+	// Zones are the three ZRS zone directories (default
+	// DATA_DIR/storage/primary/zone-N); put each on its own disk.
+	Zones []string `json:"zones"`
+	// KeyCacheTTL is how long an unwrapped account key is trusted before
+	// the KEK is asked again ("0s", the default: every call), a Go
+	// duration. Revoking a key takes effect within it.
+	KeyCacheTTL string `json:"key_cache_ttl"`
+	// ScrubInterval is the time between full scrubber passes ("24h").
+	ScrubInterval string `json:"scrub_interval"`
+	// Azure, if set, keeps every copy (and zone, and the secondary's
+	// copies) as a container of an Azure Blob Storage account instead of a
+	// directory.
+	Azure *StorageAzure `json:"azure,omitempty"`
+}
+
+// StorageAzure names an Azure Blob Storage account (or Azurite) for the
+// storage account's copies: containers <container_prefix>-<site>-<copy>.
+type StorageAzure struct {
+	ServiceURL      string `json:"service_url"`
+	Account         string `json:"account"`
+	Key             string `json:"key"`
+	ContainerPrefix string `json:"container_prefix"`
 }
 
 // Log configures the server's own log.
@@ -192,6 +228,31 @@ func (c *Config) Validate() error {
 	if d, err := time.ParseDuration(c.DBFSVersionRetention); err != nil || d < 0 {
 		return fmt.Errorf("dbfs_version_retention %q is not a duration such as 168h", c.DBFSVersionRetention)
 	}
+	if c.Storage.Redundancy == "" {
+		c.Storage.Redundancy = "LRS"
+	}
+	switch strings.ToUpper(c.Storage.Redundancy) {
+	case "LRS", "ZRS", "GRS", "GZRS", "RA-GRS", "RA-GZRS":
+	default:
+		return fmt.Errorf("storage.redundancy %q is not one of LRS, ZRS, GRS, GZRS, RA-GRS, RA-GZRS", c.Storage.Redundancy)
+	}
+	if az := c.Storage.Azure; az != nil && (az.ServiceURL == "" || az.Account == "" || az.Key == "") {
+		return fmt.Errorf("storage.azure needs service_url, account and key")
+	}
+	if len(c.Storage.Zones) != 0 && len(c.Storage.Zones) != 3 {
+		return fmt.Errorf("storage.zones lists %d directories; ZRS needs three", len(c.Storage.Zones))
+	}
+	for _, d := range []struct{ name, v, def string }{
+		{"storage.key_cache_ttl", c.Storage.KeyCacheTTL, "0s"}, {"storage.scrub_interval", c.Storage.ScrubInterval, "24h"},
+	} {
+		v := d.v
+		if v == "" {
+			v = d.def
+		}
+		if dur, err := time.ParseDuration(v); err != nil || dur < 0 {
+			return fmt.Errorf("%s %q is not a duration such as %s", d.name, d.v, d.def)
+		}
+	}
 	if c.Workspace.Name == "" {
 		c.Workspace.Name = "tandem"
 	}
@@ -221,6 +282,16 @@ func (c *Config) Validate() error {
 func (c *Config) VersionRetention() time.Duration {
 	d, _ := time.ParseDuration(c.DBFSVersionRetention)
 	return d
+}
+
+// StorageDurations returns the key cache TTL and the scrub interval.
+func (c *Config) StorageDurations() (keyCacheTTL, scrubInterval time.Duration) {
+	keyCacheTTL, _ = time.ParseDuration(c.Storage.KeyCacheTTL)
+	scrubInterval = 24 * time.Hour
+	if d, err := time.ParseDuration(c.Storage.ScrubInterval); err == nil {
+		scrubInterval = d
+	}
+	return keyCacheTTL, scrubInterval
 }
 
 // StoreDSN is the metadata store to open.

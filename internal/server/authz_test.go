@@ -63,6 +63,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}
 	}
 	q := url.QueryEscape
+	// storageObject writes a DBFS file and names one object of the storage
+	// account.
+	storageObject := func() string {
+		must(srv.Do(adminTok, "POST", "/api/2.0/dbfs/put", map[string]any{"path": fmt.Sprintf("/authz/%d", next()), "contents": "eA==", "overwrite": true}), "dbfs put")
+		objs := must(srv.Do(adminTok, "GET", "/api/2.0/tandem/storage/objects/list?prefix=", nil), "list objects").JSON(t)["objects"].([]any)
+		return objs[0].(map[string]any)["name"].(string)
+	}
 
 	// Fixtures, fresh for each call so destructive calls have their object.
 	folder := func() (path, id string) {
@@ -336,6 +343,25 @@ func TestAuthorizationMatrix(t *testing.T) {
 			return call{method: "PATCH", path: "/api/2.0/global-init-scripts/" + script(), body: map[string]string{"name": "y", "script": "ZWNobw=="}}
 		}},
 		{"DELETE /api/2.0/global-init-scripts/{script_id}", "admin", func() call { return call{method: "DELETE", path: "/api/2.0/global-init-scripts/" + script()} }},
+
+		// The storage account's admin API: admins only. Failover and the
+		// geo-replication status need a geo-redundant account; the storage
+		// tests cover their authorization.
+		{"GET /api/2.0/tandem/storage/account", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/storage/account"} }},
+		{"PATCH /api/2.0/tandem/storage/account", "admin", func() call {
+			return call{method: "PATCH", path: "/api/2.0/tandem/storage/account", body: map[string]any{"redundancy": "LRS"}}
+		}},
+		{"GET /api/2.0/tandem/storage/health", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/storage/health"} }},
+		{"POST /api/2.0/tandem/storage/rotate-key", "admin", func() call { return call{method: "POST", path: "/api/2.0/tandem/storage/rotate-key"} }},
+		{"POST /api/2.0/tandem/storage/scrub", "admin", func() call { return call{method: "POST", path: "/api/2.0/tandem/storage/scrub"} }},
+		{"GET /api/2.0/tandem/storage/geo-replication", "admin", nil},
+		{"POST /api/2.0/tandem/storage/failover", "admin", nil},
+		{"GET /api/2.0/tandem/storage/objects/list", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/storage/objects/list?prefix=x"} }},
+		{"GET /api/2.0/tandem/storage/objects/read", "admin", func() call {
+			return call{method: "GET", path: "/api/2.0/tandem/storage/objects/read?name=" + q(storageObject())}
+		}},
+		{"GET /api/2.0/tandem/storage/secondary/list", "admin", nil},
+		{"GET /api/2.0/tandem/storage/secondary/read", "admin", nil},
 
 		// Notification destinations: admins change them, everyone sees them.
 		{"POST /api/2.0/notification-destinations", "admin", func() call {

@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -37,6 +38,8 @@ import (
 	"github.com/tandemdata/tandem/internal/replication"
 	"github.com/tandemdata/tandem/internal/secrets"
 	"github.com/tandemdata/tandem/internal/storage"
+	"github.com/tandemdata/tandem/internal/storage/account"
+	"github.com/tandemdata/tandem/internal/storage/azureblob"
 	"github.com/tandemdata/tandem/internal/storage/local"
 	"github.com/tandemdata/tandem/internal/store"
 	"github.com/tandemdata/tandem/internal/store/sqlstore"
@@ -60,12 +63,15 @@ type Server struct {
 	// Keys is the platform keyring (DATA_DIR/keys).
 	Keys *keys.Keyring
 	// Storage is the region's storage account: DBFS and workspace contents.
-	Storage     storage.Backend
-	Jobs        *jobs.Service
-	Workspace   *workspace.Service
-	DBFS        *dbfs.Service
-	Secrets     *secrets.Service
-	InitScripts *initscripts.Service
+	Storage storage.Backend
+	// StorageAccount is Storage with its admin side (settings, health,
+	// failover).
+	StorageAccount *account.Account
+	Jobs           *jobs.Service
+	Workspace      *workspace.Service
+	DBFS           *dbfs.Service
+	Secrets        *secrets.Service
+	InitScripts    *initscripts.Service
 	// Metrics is the region's Prometheus registry, served at /metrics.
 	Metrics *metrics.Registry
 	// Diagnostics delivers audit records to the diagnostic settings'
@@ -140,12 +146,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if s.Keys, err = keys.OpenKeyring(filepath.Join(cfg.DataDir, "keys")); err != nil {
 		return nil, err
 	}
-	if s.Storage, err = local.New(filepath.Join(cfg.DataDir, "storage")); err != nil {
-		return nil, err
-	}
 	if err := s.openDR(ctx); err != nil {
 		return nil, err
 	}
+	// The account keeps its settings in the store, so it opens through the
+	// write gate, once a new secondary has its copy of them.
+	if s.StorageAccount, err = s.openStorage(ctx); err != nil {
+		return nil, fmt.Errorf("open the storage account: %w", err)
+	}
+	s.Storage = s.StorageAccount
 	info, err := s.workspaceInfo(ctx)
 	if err != nil {
 		return nil, err
@@ -249,17 +258,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.mux.Handle(s.Replication.Routes()...)
 	s.mux.Handle(s.Diagnostics.Routes()...)
 	s.mux.Handle(s.Metrics.Routes()...)
+	s.mux.Handle(s.StorageAccount.Routes()...)
 	// The schedulers and sweeps run only while the region leads; the
-	// disaster-recovery supervisor starts and stops them. Audit delivery
-	// runs in every role: a passive region delivers its own records.
+	// disaster-recovery supervisor starts and stops them. Audit delivery and
+	// the storage account's loops run in every role: a passive region
+	// delivers its own records and keeps the copies it receives healthy.
 	s.DR.RunWhileLeading(s.Jobs.Run, s.Workspace.Run, s.DBFS.Run)
-	s.loops = append(s.loops, s.Identity.Watch, s.Diagnostics.Run, s.DR.Run)
+	s.loops = append(s.loops, s.Identity.Watch, s.Diagnostics.Run, s.StorageAccount.Run, s.DR.Run)
 	ok = true
 	return s, nil
 }
 
-// PeerStorage is the peer region's geo-replicated storage (nil without a
-// peer): the secondary the storage account's geo-replication ships to.
+// PeerStorage is the peer region's storage, reached over the peer link
+// (nil without a peer): the secondary the storage account's
+// geo-replication ships to.
 func (s *Server) PeerStorage() storage.Backend {
 	if s.peer == nil {
 		return nil
@@ -268,7 +280,8 @@ func (s *Server) PeerStorage() storage.Backend {
 }
 
 // sharedKeys are the platform keys both regions hold: they wrap replicated
-// data (secret scopes' data keys).
+// data (secret scopes' data keys). The storage account's keys are not
+// shared yet: each region's account wraps its own account key with them.
 var sharedKeys = []string{"secrets"}
 
 // openDR builds the region's disaster-recovery side over the raw store,
@@ -302,6 +315,60 @@ func (s *Server) openDR(ctx context.Context) error {
 		return err
 	}
 	return s.DR.Bootstrap(ctx)
+}
+
+// openStorage opens the region's storage account (DATA_DIR/storage),
+// creating it with the configured defaults on first start.
+//
+// Its geo-replication still ships to the region's own second site, not to
+// the peer region: Options.Secondary is left unset until a passive region's
+// account can take its leader's account key (see docs/dr.md, "Not done yet").
+func (s *Server) openStorage(ctx context.Context) (*account.Account, error) {
+	return storageAccount(ctx, s.cfg, s.Store, s.Keys, false, s.log.With("component", "storage"))
+}
+
+func storageAccount(ctx context.Context, cfg config.Config, st store.Store, ring *keys.Keyring, readOnly bool, log *slog.Logger) (*account.Account, error) {
+	ttl, scrub := cfg.StorageDurations()
+	red, err := account.ParseRedundancy(cfg.Storage.Redundancy)
+	if err != nil {
+		return nil, err
+	}
+	var copies account.CopiesFunc
+	if az := cfg.Storage.Azure; az != nil {
+		copies = account.AzureCopies(azureblob.Config{ServiceURL: az.ServiceURL, Account: az.Account, Key: az.Key}, az.ContainerPrefix)
+	}
+	return account.Open(ctx, account.Options{
+		Name: "root", Dir: filepath.Join(cfg.DataDir, "storage"), Zones: cfg.Storage.Zones, Copies: copies,
+		Store: st, Keys: ring, KeyCacheTTL: ttl, ScrubInterval: scrub, ReadOnly: readOnly,
+		Defaults: account.Settings{Redundancy: red, Encryption: account.Encryption{
+			KeySource: account.KeySourcePlatform, InfrastructureEncryption: cfg.Storage.InfrastructureEncryption}},
+		Log: log,
+	})
+}
+
+// OpenStorage opens a region's storage account from its data directory,
+// for tools and tests. Read-only (tandem audit verify) it may run beside
+// the region's server and writes nothing; read-write it must not. close
+// releases the store and the account.
+func OpenStorage(ctx context.Context, cfg config.Config, readOnly bool) (acc storage.Backend, close func(), err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	st, err := sqlstore.Open(ctx, cfg.StoreDSN())
+	if err != nil {
+		return nil, nil, err
+	}
+	ring, err := keys.OpenKeyring(filepath.Join(cfg.DataDir, "keys"))
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	a, err := storageAccount(ctx, cfg, st, ring, readOnly, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return a, func() { a.Close(); st.Close() }, nil
 }
 
 func (s *Server) serverCertificate() (tls.Certificate, error) {
@@ -448,6 +515,9 @@ func (s *Server) closeState() error {
 	var errs []error
 	if s.Diagnostics != nil {
 		errs = append(errs, s.Diagnostics.Close())
+	}
+	if s.StorageAccount != nil {
+		errs = append(errs, s.StorageAccount.Close())
 	}
 	if s.Journal != nil {
 		errs = append(errs, s.Journal.Close())

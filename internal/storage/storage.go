@@ -18,7 +18,24 @@ var (
 	// ErrNoSpace is returned when a backend is out of space; nothing of the
 	// object was published.
 	ErrNoSpace = errors.New("storage account is out of space")
+	// ErrUnavailable is returned when too few copies (or no endpoint) can
+	// take a call; the call did nothing and may be retried.
+	ErrUnavailable = errors.New("storage account is unavailable")
+	// ErrCorrupt is returned when no copy of an object passes its checksum
+	// or authentication: its contents are lost from this account.
+	ErrCorrupt = errors.New("object is corrupt in every copy")
+	// ErrReadOnly is returned for writes to a read-only endpoint (the
+	// secondary endpoint of a read-access geo-redundant account).
+	ErrReadOnly = errors.New("storage endpoint is read-only")
+	// ErrInvalidName is returned for an object name a backend cannot hold
+	// or that is reserved for the account's own records.
+	ErrInvalidName = errors.New("invalid object name")
 )
+
+// ReservedPrefix starts the names of the records the account's layers keep
+// beside the objects (wrapped keys, copy markers). Callers of an account
+// cannot write or see them.
+const ReservedPrefix = ".tandem/"
 
 // ObjectInfo describes a stored object.
 type ObjectInfo struct {

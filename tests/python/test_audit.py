@@ -1,8 +1,7 @@
 """Audit records of calls made with the Databricks Python SDK, read back
 through the query API and the storage account, as an admin would."""
-import glob
+import base64
 import json
-import os
 import time
 
 import pytest
@@ -45,14 +44,29 @@ def test_sdk_calls_are_answerable_and_delivered_in_azure_form(tandem):
     assert u.id in r["properties"]["response"]["result"]
     assert "databricks-sdk-py" in r["properties"]["userAgent"]
 
-    # The storage account holds the same record in Azure's wire form.
+    # The storage account holds the same record in Azure's wire form. It
+    # encrypts what it holds, so read it as its admin does, through the
+    # storage API.
+    def read_blob(name):
+        data, offset = b"", 0
+        while True:
+            got = w.api_client.do("GET", "/api/2.0/tandem/storage/objects/read",
+                                  query={"name": name, "offset": offset, "length": 1 << 20})
+            chunk = base64.b64decode(got["data"])
+            data += chunk
+            offset += len(chunk)
+            if len(chunk) < (1 << 20):
+                return data
+
     def on_disk():
-        for path in glob.glob(os.path.join(tandem.data_dir, "storage", "insights-logs-accounts", "**", "PT1H.json"), recursive=True):
-            with open(path) as f:
-                for line in f:
-                    rec = json.loads(line)
-                    if rec["properties"]["logId"] == r["properties"]["logId"]:
-                        return rec
+        listing = w.api_client.do("GET", "/api/2.0/tandem/storage/objects/list", query={"prefix": "insights-logs-accounts/"})
+        for obj in listing["objects"]:
+            if not obj["name"].endswith("PT1H.json"):
+                continue
+            for line in read_blob(obj["name"]).decode().splitlines():
+                rec = json.loads(line)
+                if rec["properties"]["logId"] == r["properties"]["logId"]:
+                    return rec
     wire = _wait_for(on_disk)
     assert wire, "record not delivered to the storage account"
     assert json.loads(wire["identity"])["email"] == "admin@tandem.local"

@@ -23,8 +23,11 @@ import (
 
 	"github.com/tandemdata/tandem/internal/audit/destination"
 	"github.com/tandemdata/tandem/internal/audit/digest"
+	"github.com/tandemdata/tandem/internal/config"
 	"github.com/tandemdata/tandem/internal/pki"
 	"github.com/tandemdata/tandem/internal/proc"
+	"github.com/tandemdata/tandem/internal/server"
+	"github.com/tandemdata/tandem/internal/storage"
 )
 
 // tandemBin returns TANDEM_BIN or a binary built for the test.
@@ -190,15 +193,29 @@ func TestKillNineLosesNoAcknowledgedRecord(t *testing.T) {
 		t.Fatalf("%d of %d answered calls have no record in the query store, e.g. %s", len(missing), len(answered), missing[0])
 	}
 
-	// And in the storage account, once after deduplication by logId.
+	// And in the storage account, once after deduplication by logId. The
+	// account encrypts what it holds: read it through the account, opened
+	// read-only beside the running server.
+	cfg := config.Default()
+	cfg.DataDir = dir
+	ctx = context.Background()
+	ro, closeRO, err := server.OpenStorage(ctx, cfg, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeRO()
 	deadline = time.Now().Add(30 * time.Second)
 	for {
 		byLog := map[string]string{}
-		filepath.Walk(filepath.Join(dir, "storage"), func(p string, info os.FileInfo, err error) error {
-			if err != nil || info.IsDir() || !strings.HasSuffix(p, "PT1H.json") {
+		ro.List(ctx, "", func(oi storage.ObjectInfo) error {
+			p := oi.Name
+			if !strings.HasSuffix(p, "PT1H.json") {
 				return nil
 			}
-			f, _ := os.Open(p)
+			f, err := ro.Get(ctx, p, 0, -1)
+			if err != nil {
+				return nil
+			}
 			defer f.Close()
 			sc := bufio.NewScanner(f)
 			sc.Buffer(nil, 4<<20)
@@ -242,11 +259,11 @@ func TestKillNineLosesNoAcknowledgedRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := digest.Verify(os.DirFS(filepath.Join(dir, "storage")), pub)
+	rep, err := digest.Verify(storage.FS(ctx, ro), pub)
 	if err != nil || !rep.OK() || len(rep.Chains) != 1 || rep.Chains[0].Files == 0 {
 		t.Fatalf("verify after kill -9: %v %+v", err, rep)
 	}
-	out, err := exec.Command(bin, "audit", "verify", "--dir", filepath.Join(dir, "storage"), "--public-key",
+	out, err := exec.Command(bin, "audit", "verify", "--data-dir", dir, "--config", filepath.Join(dir, "config.yaml"), "--public-key",
 		filepath.Join(dir, "audit", digest.PublicKeyFile)).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "OK: no log file or digest is missing or altered") {
 		t.Errorf("tandem audit verify: %v\n%s", err, out)

@@ -2,11 +2,12 @@ package diagnostics_test
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,9 @@ import (
 	"github.com/tandemdata/tandem/internal/audit/destination/storageaccount"
 	"github.com/tandemdata/tandem/internal/audit/digest"
 	"github.com/tandemdata/tandem/internal/config"
+	"github.com/tandemdata/tandem/internal/server"
 	"github.com/tandemdata/tandem/internal/server/servertest"
+	"github.com/tandemdata/tandem/internal/storage"
 )
 
 type recordsPage struct {
@@ -143,22 +146,25 @@ func TestStorageAccountGetsAzureLayoutAndSealedDigests(t *testing.T) {
 	}
 	me := srv.Do(srv.AdminToken, "GET", "/api/2.0/preview/scim/v2/Me", nil)
 	reqID := me.Header.Get("X-Request-Id")
-	account := filepath.Join(srv.DataDir, "storage")
+	// The storage account encrypts what it holds: read it through the
+	// account, as a user of the storage account reads blobs.
+	ctx := context.Background()
+	account := srv.Storage
 	// Delivered within the hour it was made in (or the next, at the turn).
 	var blob string
 	for _, at := range []time.Time{time.Now(), time.Now().Add(time.Minute)} {
-		blob = filepath.Join(account, filepath.FromSlash(storageaccount.BlobName(srv.Server.Diagnostics.ResourceIDForTest(), "accounts", at)))
-		if !strings.Contains(blob, "/insights-logs-accounts/resourceId=/SUBSCRIPTIONS/") || !strings.HasSuffix(blob, "/m=00/PT1H.json") {
+		blob = storageaccount.BlobName(srv.Server.Diagnostics.ResourceIDForTest(), "accounts", at)
+		if !strings.HasPrefix(blob, "insights-logs-accounts/resourceId=/SUBSCRIPTIONS/") || !strings.HasSuffix(blob, "/m=00/PT1H.json") {
 			t.Fatalf("blob name %s is not Azure's layout", blob)
 		}
-		if _, err := os.Stat(blob); err == nil {
+		if _, err := account.Stat(ctx, blob); err == nil {
 			break
 		}
 	}
 	var found map[string]any
 	deadline := time.Now().Add(15 * time.Second)
 	for found == nil && time.Now().Before(deadline) {
-		f, err := os.Open(blob)
+		f, err := account.Get(ctx, blob, 0, -1)
 		if err == nil {
 			sc := bufio.NewScanner(f)
 			sc.Buffer(nil, 1<<20)
@@ -198,7 +204,7 @@ func TestStorageAccountGetsAzureLayoutAndSealedDigests(t *testing.T) {
 	deadline = time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		var err error
-		rep, err = digest.Verify(os.DirFS(account), nil)
+		rep, err = digest.Verify(storage.FS(ctx, account), nil)
 		if err == nil && len(rep.Chains) == 1 && rep.Chains[0].Files >= 1 {
 			break
 		}
@@ -207,16 +213,32 @@ func TestStorageAccountGetsAzureLayoutAndSealedDigests(t *testing.T) {
 	if !rep.OK() || len(rep.Chains) != 1 || rep.Chains[0].Files < 1 {
 		t.Fatalf("verify before tampering: %+v", rep)
 	}
-	// Stop the server so the blob stops growing, then alter one byte.
+	// Stop the server so the blob stops growing, then alter one byte
+	// through the account (someone with write access to it; a byte changed
+	// on disk under the account's encryption is caught by the account).
 	srv.Server.Close()
-	rep, _ = digest.Verify(os.DirFS(account), nil)
+	cfg := config.Default()
+	cfg.DataDir = srv.DataDir
+	rw, closeRW, err := server.OpenStorage(ctx, cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeRW()
+	rep, _ = digest.Verify(storage.FS(ctx, rw), nil)
 	if !rep.OK() {
 		t.Fatalf("verify after stop: %+v", rep.Problems)
 	}
-	b, _ := os.ReadFile(blob)
+	r, err := rw.Get(ctx, blob, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r)
+	r.Close()
 	b[10] ^= 1
-	os.WriteFile(blob, b, 0o600)
-	rep, _ = digest.Verify(os.DirFS(account), nil)
+	if err := rw.Put(ctx, blob, bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	rep, _ = digest.Verify(storage.FS(ctx, rw), nil)
 	if rep.OK() || rep.Problems[0].Kind != "altered-file" || !strings.HasSuffix(rep.Problems[0].Object, "PT1H.json") {
 		t.Errorf("verify after tampering: %+v", rep.Problems)
 	}

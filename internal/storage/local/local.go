@@ -62,6 +62,13 @@ func (b *Backend) Put(ctx context.Context, name string, r io.Reader) error {
 		return mapErr(err)
 	}
 	tmp, err := os.CreateTemp(filepath.Join(b.Root, ".tmp"), "put-*")
+	if errors.Is(err, fs.ErrNotExist) {
+		// The directory was removed under us (a lost zone being rebuilt):
+		// make it again rather than fail every write from now on.
+		if err = os.MkdirAll(filepath.Join(b.Root, ".tmp"), 0o700); err == nil {
+			tmp, err = os.CreateTemp(filepath.Join(b.Root, ".tmp"), "put-*")
+		}
+	}
 	if err != nil {
 		return mapErr(err)
 	}
@@ -245,4 +252,25 @@ func (b *Backend) Append(ctx context.Context, name string, r io.Reader) error {
 		return atomicfile.SyncDir(filepath.Dir(p))
 	}
 	return nil
+}
+
+// WriteTo lets a source that writes whole buffers (the encryption layer's
+// stream) write them to the file directly, checking ctx between writes.
+func (c ctxReader) WriteTo(w io.Writer) (int64, error) {
+	if wt, ok := c.r.(io.WriterTo); ok {
+		return wt.WriteTo(ctxWriter{c.ctx, w})
+	}
+	return io.CopyBuffer(w, struct{ io.Reader }{c}, make([]byte, 256<<10))
+}
+
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }

@@ -1,0 +1,6 @@
+package keyvault
+
+var (
+	KeyWrap   = keyWrap
+	KeyUnwrap = keyUnwrap
+)

@@ -1,0 +1,367 @@
+package geo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/tandemdata/tandem/internal/storage"
+)
+
+// Config configures a Layer.
+type Config struct {
+	Primary   storage.Backend
+	Secondary storage.Backend
+	// JournalDir holds the journal of changes to ship.
+	JournalDir string
+	// ReadAccess (RA-GRS, RA-GZRS) serves reads from the secondary when
+	// the primary cannot, and opens the secondary endpoint.
+	ReadAccess bool
+	// MinBackoff and MaxBackoff bound the retry wait of a failed shipment
+	// (defaults 100 ms and 30 s).
+	MinBackoff, MaxBackoff time.Duration
+	// Workers ship objects in parallel (default 4).
+	Workers int
+	Log     *slog.Logger
+	Now     func() time.Time
+}
+
+// Layer is a geo-replicated storage.Backend.
+type Layer struct {
+	primary, secondary storage.Backend
+	j                  *journal
+	ra                 bool
+	minB, maxB         time.Duration
+	workers            int
+	log                *slog.Logger
+	now                func() time.Time
+
+	mu          sync.Mutex
+	lastErr     string
+	lastErrAt   time.Time
+	failures    int
+	shipped     int64
+	initialSync bool
+	syncMark    uint64 // the initial sync is done once this entry ships
+}
+
+var _ storage.Backend = (*Layer)(nil)
+
+// Open opens the journal; Run ships.
+func Open(cfg Config) (*Layer, error) {
+	if cfg.Primary == nil || cfg.Secondary == nil {
+		return nil, errors.New("geo: Primary and Secondary are required")
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = 100 * time.Millisecond
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 4
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	j, err := openJournal(cfg.JournalDir)
+	if err != nil {
+		return nil, err
+	}
+	return &Layer{primary: cfg.Primary, secondary: cfg.Secondary, j: j, ra: cfg.ReadAccess,
+		minB: cfg.MinBackoff, maxB: cfg.MaxBackoff, workers: cfg.Workers, log: cfg.Log, now: cfg.Now}, nil
+}
+
+// Close closes the journal. Run must have returned.
+func (l *Layer) Close() error { return l.j.close() }
+
+// Put journals the change, then writes the primary.
+func (l *Layer) Put(ctx context.Context, name string, r io.Reader) error {
+	e, err := l.j.append(name, l.now())
+	if err != nil {
+		return err
+	}
+	defer l.j.complete(e)
+	return l.primary.Put(ctx, name, r)
+}
+
+// Delete journals the change, then deletes on the primary.
+func (l *Layer) Delete(ctx context.Context, name string) error {
+	e, err := l.j.append(name, l.now())
+	if err != nil {
+		return err
+	}
+	defer l.j.complete(e)
+	return l.primary.Delete(ctx, name)
+}
+
+// fallback reports whether a failed primary read may be served from the
+// secondary: with read access, when the primary is unavailable (not when
+// the object is missing or the key refused).
+func (l *Layer) fallback(err error) bool {
+	return l.ra && err != nil && !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrInvalidName) &&
+		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// Get reads from the primary (or, with read access, the secondary when the
+// primary is unavailable).
+func (l *Layer) Get(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error) {
+	r, err := l.primary.Get(ctx, name, offset, length)
+	if l.fallback(err) {
+		return l.secondary.Get(ctx, name, offset, length)
+	}
+	return r, err
+}
+
+// Stat describes an object on the primary (or the secondary, as Get).
+func (l *Layer) Stat(ctx context.Context, name string) (storage.ObjectInfo, error) {
+	oi, err := l.primary.Stat(ctx, name)
+	if l.fallback(err) {
+		return l.secondary.Stat(ctx, name)
+	}
+	return oi, err
+}
+
+// List lists the primary (or the secondary, as Get).
+func (l *Layer) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	called := false
+	err := l.primary.List(ctx, prefix, func(oi storage.ObjectInfo) error {
+		called = true
+		return fn(oi)
+	})
+	if !called && l.fallback(err) {
+		return l.secondary.List(ctx, prefix, fn)
+	}
+	return err
+}
+
+// Secondary is the secondary endpoint: reads from the secondary region's
+// copy, writes refused. Without read access it refuses reads too, as an
+// account without RA- has no secondary endpoint.
+func (l *Layer) Secondary() storage.Backend { return readOnly{b: l.secondary, readable: l.ra} }
+
+// Status is the state of geo-replication.
+type Status struct {
+	// LastSyncTime: every change before it is in the secondary. Unset
+	// during the initial sync.
+	LastSyncTime    time.Time
+	HasLastSyncTime bool
+	Backlog         int
+	OldestPending   time.Time
+	Shipped         int64
+	LastError       string
+	LastErrorAt     time.Time
+	// SecondaryAvailable is false while shipments fail.
+	SecondaryAvailable bool
+	InitialSync        bool
+}
+
+// Status reports the replication state.
+func (l *Layer) Status() Status {
+	n, oldest := l.j.backlog()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lst, ok := LastSyncTime(oldest, n, l.initialSync, l.now())
+	return Status{LastSyncTime: lst, HasLastSyncTime: ok, Backlog: n, OldestPending: oldest, Shipped: l.shipped,
+		LastError: l.lastErr, LastErrorAt: l.lastErrAt, SecondaryAvailable: l.failures == 0, InitialSync: l.initialSync}
+}
+
+// InitialSync journals every object of the primary and every object only
+// the secondary has, so the shipper makes the secondary a copy of the
+// primary: when geo-replication is turned on for an account with data, or
+// turned back on after a failover.
+func (l *Layer) InitialSync(ctx context.Context) error {
+	l.mu.Lock()
+	l.initialSync = true
+	l.mu.Unlock()
+	seen := map[string]bool{}
+	var last *entry
+	add := func(oi storage.ObjectInfo) error {
+		if seen[oi.Name] {
+			return nil
+		}
+		seen[oi.Name] = true
+		e, err := l.j.append(oi.Name, l.now())
+		if err != nil {
+			return err
+		}
+		l.j.complete(e)
+		last = e
+		return nil
+	}
+	if err := l.primary.List(ctx, "", add); err != nil {
+		return fmt.Errorf("list the primary for the initial sync: %w", err)
+	}
+	if err := l.secondary.List(ctx, "", add); err != nil {
+		return fmt.Errorf("list the secondary for the initial sync: %w", err)
+	}
+	l.mu.Lock()
+	if last == nil {
+		l.initialSync = false
+	} else {
+		l.syncMark = last.Seq
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// Run ships journaled changes until ctx ends.
+func (l *Layer) Run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		batch := l.j.batch(256)
+		if len(batch) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-l.j.wake:
+			case <-tick.C:
+			}
+			continue
+		}
+		if err := l.ship(ctx, batch); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			l.mu.Lock()
+			l.lastErr, l.lastErrAt = err.Error(), l.now()
+			l.failures++
+			wait := Backoff(l.failures-1, l.minB, l.maxB)
+			l.mu.Unlock()
+			l.log.Warn("geo-replication shipment failed; retrying", "err", err, "backlog", len(batch), "retry_in", wait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			continue
+		}
+		last := batch[len(batch)-1].Seq
+		if err := l.j.shippedUpTo(last); err != nil {
+			l.log.Error("geo-replication cursor not saved", "err", err)
+		}
+		l.mu.Lock()
+		l.failures = 0
+		l.shipped += int64(len(batch))
+		if l.initialSync && last >= l.syncMark {
+			l.initialSync = false
+		}
+		l.mu.Unlock()
+	}
+}
+
+// ship copies the current state of each name in the batch to the
+// secondary, once per name, with a few workers.
+func (l *Layer) ship(ctx context.Context, batch []*entry) error {
+	names := make([]string, 0, len(batch))
+	seen := map[string]bool{}
+	for _, e := range batch {
+		if !seen[e.Name] {
+			seen[e.Name] = true
+			names = append(names, e.Name)
+		}
+	}
+	work := make(chan string)
+	errs := make(chan error, len(names))
+	var wg sync.WaitGroup
+	for w := 0; w < min(l.workers, len(names)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range work {
+				if err := l.shipOne(ctx, name); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for _, n := range names {
+		work <- n
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	var first error
+	failed := 0
+	for err := range errs {
+		if first == nil {
+			first = err
+		}
+		failed++
+	}
+	if failed == 0 {
+		return nil
+	}
+	if failed == 1 {
+		return first
+	}
+	return fmt.Errorf("%d of %d objects not shipped; first: %w", failed, len(names), first)
+}
+
+func (l *Layer) shipOne(ctx context.Context, name string) error {
+	r, err := l.primary.Get(ctx, name, 0, -1)
+	if errors.Is(err, storage.ErrNotFound) {
+		if err := l.secondary.Delete(ctx, name); err != nil {
+			return fmt.Errorf("delete %s on the secondary: %w", name, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s from the primary: %w", name, err)
+	}
+	defer r.Close()
+	if err := l.secondary.Put(ctx, name, r); err != nil {
+		return fmt.Errorf("write %s to the secondary: %w", name, err)
+	}
+	return nil
+}
+
+// readOnly is the secondary endpoint.
+type readOnly struct {
+	b        storage.Backend
+	readable bool
+}
+
+func (r readOnly) refuse() error {
+	if !r.readable {
+		return fmt.Errorf("%w: the account has no read access to its secondary (use RA-GRS or RA-GZRS)", storage.ErrReadOnly)
+	}
+	return nil
+}
+
+func (r readOnly) Put(context.Context, string, io.Reader) error {
+	return fmt.Errorf("%w: the secondary endpoint takes no writes", storage.ErrReadOnly)
+}
+
+func (r readOnly) Delete(context.Context, string) error {
+	return fmt.Errorf("%w: the secondary endpoint takes no writes", storage.ErrReadOnly)
+}
+
+func (r readOnly) Get(ctx context.Context, name string, off, n int64) (io.ReadCloser, error) {
+	if err := r.refuse(); err != nil {
+		return nil, err
+	}
+	return r.b.Get(ctx, name, off, n)
+}
+
+func (r readOnly) Stat(ctx context.Context, name string) (storage.ObjectInfo, error) {
+	if err := r.refuse(); err != nil {
+		return storage.ObjectInfo{}, err
+	}
+	return r.b.Stat(ctx, name)
+}
+
+func (r readOnly) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	if err := r.refuse(); err != nil {
+		return err
+	}
+	return r.b.List(ctx, prefix, fn)
+}
