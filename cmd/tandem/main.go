@@ -20,7 +20,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serverCmd(), agentCmd(), auditCmd(), autoscaleCmd(), keyvaultCmd(), versionCmd())
+	root.AddCommand(serverCmd(), agentCmd(), routerCmd(), upCmd(), drCmd(), auditCmd(), autoscaleCmd(), keyvaultCmd(), versionCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "tandem:", err)
 		os.Exit(1)

@@ -46,6 +46,15 @@ first start, it becomes an admin personal access token.`,
 			if fs.Changed("store") {
 				cfg.Store = flags.Store
 			}
+			if fs.Changed("primary") {
+				cfg.DR.Primary = flags.DR.Primary
+			}
+			if fs.Changed("peer") {
+				cfg.DR.Peer = flags.DR.Peer
+			}
+			if fs.Changed("peer-ca") {
+				cfg.DR.PeerCAFile = flags.DR.PeerCAFile
+			}
 			log := newLogger(cfg.Log)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -68,6 +77,9 @@ first start, it becomes an admin personal access token.`,
 	cmd.Flags().StringVar(&flags.Listen, "listen", d.Listen, "HOST:PORT to serve the API on")
 	cmd.Flags().StringVar(&flags.Region, "region", d.Region, "name of this region")
 	cmd.Flags().StringVar(&flags.Store, "store", "", "metadata store: empty for SQLite in the data directory, or a postgres:// URL")
+	cmd.Flags().StringVar(&flags.DR.Primary, "primary", "", "start as the secondary region of the primary at this https:// URL (disaster recovery)")
+	cmd.Flags().StringVar(&flags.DR.Peer, "peer", "", "URL of the secondary region, on a primary (disaster recovery)")
+	cmd.Flags().StringVar(&flags.DR.PeerCAFile, "peer-ca", "", "the peer region's CA certificate (its DATA_DIR/tls/ca.pem)")
 	return cmd
 }
 

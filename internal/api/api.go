@@ -52,6 +52,9 @@ type Route struct {
 	NoAudit bool
 	// NoResult keeps the response body out of the audit record.
 	NoResult bool
+	// DR marks disaster-recovery operations: a passive region serves them
+	// whatever their method, where it refuses every other write.
+	DR bool
 }
 
 // DefaultMaxBody bounds request bodies of routes that set no MaxBody. It
@@ -358,7 +361,7 @@ func (m *Mux) encode(req *Request, rt *Route, result any, err error) (int, []byt
 			body.Status = fmt.Sprint(e.Status)
 		}
 		b, _ := json.Marshal(body)
-		return e.Status, b, "application/json", nil
+		return e.Status, b, "application/json", e.header
 	}
 	switch v := result.(type) {
 	case Reply:

@@ -79,6 +79,7 @@ type Error struct {
 	Message string
 	Status  int
 	cause   error
+	header  http.Header
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -90,6 +91,18 @@ func (e *Error) Unwrap() error { return e.cause }
 func (e *Error) WithStatus(status int) *Error {
 	c := *e
 	c.Status = status
+	return &c
+}
+
+// WithHeader returns a copy of e answered with an extra response header
+// (a refusal that a proxy in front of the region acts on).
+func (e *Error) WithHeader(key, value string) *Error {
+	c := *e
+	c.header = c.header.Clone()
+	if c.header == nil {
+		c.header = http.Header{}
+	}
+	c.header.Set(key, value)
 	return &c
 }
 

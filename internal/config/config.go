@@ -41,6 +41,8 @@ type Config struct {
 	// TANDEM_BOOTSTRAP_TOKEN.
 	AdminUser string  `json:"admin_user"`
 	Compute   Compute `json:"compute"`
+	// DR pairs the region with a peer region for disaster recovery.
+	DR DR `json:"dr"`
 }
 
 // Compute configures clusters and the instances they run on.
@@ -84,6 +86,44 @@ type Kubernetes struct {
 	ServiceAccount   string            `json:"service_account"`
 	ImagePullSecrets []string          `json:"image_pull_secrets"`
 	NodeSelector     map[string]string `json:"node_selector"`
+}
+
+// DR pairs a region with its peer. The two regions trust each other
+// explicitly: each is given the other's CA certificate (its
+// DATA_DIR/tls/ca.pem) and nothing else.
+type DR struct {
+	// Primary is the primary region's URL, set on a secondary region: on
+	// its first start the region copies the workspace from the primary and
+	// then follows it. Later starts go by the region's own recorded role.
+	Primary string `json:"primary"`
+	// Peer is the peer region's URL on a primary (the secondary's URL).
+	Peer string `json:"peer"`
+	// PeerCAFile is the peer region's CA certificate.
+	PeerCAFile string `json:"peer_ca_file"`
+	// RPO is the recovery point objective, a duration ("60s"): a
+	// replication lag above it raises an event and the alert metric.
+	RPO string `json:"rpo"`
+	// Router is the global endpoint's URL and RouterCAFile its CA: the
+	// region checks the router's view of the active epoch too.
+	Router       string `json:"router"`
+	RouterCAFile string `json:"router_ca_file"`
+}
+
+// PeerURL is the peer region's URL, if the region has one.
+func (d DR) PeerURL() string {
+	if d.Primary != "" {
+		return d.Primary
+	}
+	return d.Peer
+}
+
+// RPODuration is RPO parsed (60 s when unset).
+func (d DR) RPODuration() time.Duration {
+	v, err := time.ParseDuration(d.RPO)
+	if err != nil || v <= 0 {
+		return time.Minute
+	}
+	return v
 }
 
 // TLS configures the API's certificate.
@@ -281,6 +321,25 @@ func (c *Config) Validate() error {
 	}
 	if c.Compute.HeartbeatSeconds < 0 || c.Compute.MaxWorkers < 0 {
 		return fmt.Errorf("compute.heartbeat_seconds and compute.max_workers must not be negative")
+	}
+	if c.DR.Primary != "" && c.DR.Peer != "" && c.DR.Primary != c.DR.Peer {
+		return fmt.Errorf("dr.primary and dr.peer name different regions: a region has one peer")
+	}
+	for _, u := range []string{c.DR.PeerURL(), c.DR.Router} {
+		if u != "" && !strings.HasPrefix(u, "https://") {
+			return fmt.Errorf("%q must be an https:// URL", u)
+		}
+	}
+	if c.DR.PeerURL() != "" && c.DR.PeerCAFile == "" {
+		return fmt.Errorf("a peer region needs its CA certificate: set dr.peer_ca_file (--peer-ca) to the peer's DATA_DIR/tls/ca.pem")
+	}
+	if c.DR.Router != "" && c.DR.RouterCAFile == "" {
+		return fmt.Errorf("dr.router needs dr.router_ca_file")
+	}
+	if c.DR.RPO != "" {
+		if d, err := time.ParseDuration(c.DR.RPO); err != nil || d <= 0 {
+			return fmt.Errorf("dr.rpo %q is not a positive duration such as 60s", c.DR.RPO)
+		}
 	}
 	return nil
 }

@@ -71,6 +71,13 @@ func (s *Service) Watch(ctx context.Context) {
 			return
 		case <-ch:
 		}
+		// A region that rejoins its peer after a failover rewinds its log
+		// (store.Rewind): the changes it drops may have touched identities,
+		// and the numbers after the rewind point are used again.
+		if cur, err := s.store.LastSeq(ctx); err == nil && cur < last {
+			last = cur
+			s.Invalidate()
+		}
 		for {
 			changes, err := s.store.Changes(ctx, last, 500)
 			if err != nil {

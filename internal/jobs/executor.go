@@ -20,8 +20,10 @@ func (s *Service) Run(ctx context.Context) {
 	defer t.Stop()
 	defer s.notifier.wait()
 	for {
-		if err := s.schedule(ctx); err != nil && ctx.Err() == nil {
-			s.Log.Error("scheduler", "err", err)
+		if s.SchedulingPaused == nil || !s.SchedulingPaused() {
+			if err := s.schedule(ctx); err != nil && ctx.Err() == nil {
+				s.Log.Error("scheduler", "err", err)
+			}
 		}
 		if err := s.step(ctx); err != nil && ctx.Err() == nil {
 			s.Log.Error("executor", "err", err)

@@ -40,8 +40,6 @@ type Job struct {
 	RunAsUserName   string          `json:"run_as_user_name,omitempty"`
 	CreatedTime     int64           `json:"created_time"`
 	Settings        json.RawMessage `json:"settings"`
-	// Paused holds the primary region's real schedule and concurrency while
-	// a passive region pauses them (disaster recovery posture).
 }
 
 // Spec is the part of JobSettings that Tandem interprets.

@@ -92,6 +92,10 @@ type Service struct {
 	Now func() time.Time
 	// Tick is how often the executor and the scheduler look for work.
 	Tick time.Duration
+	// SchedulingPaused, if set, stops new scheduled runs while it reports
+	// true (a region being drained for a planned failover); the executor
+	// goes on with the runs already started.
+	SchedulingPaused func() bool
 
 	wake     chan struct{}
 	notifier *notifier

@@ -11,6 +11,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -283,4 +284,83 @@ func Open(dek, sealed, aad []byte) ([]byte, error) {
 		return nil, errors.New("sealed value is truncated")
 	}
 	return aead.Open(nil, sealed[:ns], sealed[ns:], aad)
+}
+
+// Export returns every version of the named platform key, oldest first,
+// creating the key on first use. It exists for one purpose: sharing the keys
+// that wrap replicated data with the peer disaster-recovery region, over a
+// channel that encrypts them end to end (internal/replication). Nothing else
+// may call it, and its result must never be logged.
+func (k *Keyring) Export(name string) ([][]byte, error) {
+	if _, err := k.KEK(name); err != nil {
+		return nil, err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	rk := k.keys[name]
+	out := make([][]byte, len(rk.Versions))
+	for i, v := range rk.Versions {
+		out[i] = append([]byte(nil), v...)
+	}
+	return out, nil
+}
+
+// Adopt makes the named key hold the given versions, as exported by the
+// peer region, so that data the peer wrapped unwraps here. When the local
+// key's versions are a prefix of them (the usual case: the peer rotated
+// since) the new versions are added; when they differ (a region that
+// rotated on its own while cut off), the local versions are kept under
+// name+"@replaced-"+suffix, never destroyed, and the peer's replace them.
+// It reports whether anything changed.
+func (k *Keyring) Adopt(name string, versions [][]byte, suffix string) (bool, error) {
+	if len(versions) == 0 {
+		return false, fmt.Errorf("adopt %s: no key versions", name)
+	}
+	for _, v := range versions {
+		if len(v) != 32 {
+			return false, fmt.Errorf("adopt %s: a key version is not 32 bytes", name)
+		}
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	rk, ok := k.keys[name]
+	if ok && len(rk.Versions) <= len(versions) {
+		same := true
+		for i := range rk.Versions {
+			if subtle.ConstantTimeCompare(rk.Versions[i], versions[i]) != 1 {
+				same = false
+				break
+			}
+		}
+		if same && len(rk.Versions) == len(versions) {
+			return false, nil
+		}
+		if same {
+			ok = false // an extension: nothing to keep aside
+		}
+	}
+	prev := k.keys[name]
+	if ok {
+		k.keys[name+"@replaced-"+suffix] = prev
+	}
+	next := &ringKey{}
+	if prev != nil {
+		next.Disabled = prev.Disabled
+	}
+	for _, v := range versions {
+		next.Versions = append(next.Versions, append([]byte(nil), v...))
+	}
+	k.keys[name] = next
+	if err := k.saveLocked(); err != nil {
+		if prev == nil {
+			delete(k.keys, name)
+		} else {
+			k.keys[name] = prev
+		}
+		if ok {
+			delete(k.keys, name+"@replaced-"+suffix)
+		}
+		return false, fmt.Errorf("save keyring: %w", err)
+	}
+	return true, nil
 }

@@ -83,3 +83,61 @@ func TestSealOpenBindsAssociatedData(t *testing.T) {
 		t.Fatal("opened with other associated data")
 	}
 }
+
+func TestAdoptSharesAKeyBetweenRegions(t *testing.T) {
+	ctx := context.Background()
+	primary, _ := OpenKeyring(t.TempDir())
+	secondary, _ := OpenKeyring(t.TempDir())
+	pk, _ := primary.KEK("secrets")
+	dek := NewDEK()
+	wrapped, _ := pk.Wrap(ctx, dek)
+
+	// The secondary made its own key before pairing (a read that touched it).
+	sk, _ := secondary.KEK("secrets")
+	own, _ := sk.Wrap(ctx, dek)
+
+	versions, err := primary.Export("secrets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed, err := secondary.Adopt("secrets", versions, "1")
+	if err != nil || !changed {
+		t.Fatalf("Adopt = %v, %v", changed, err)
+	}
+	if got, err := sk.Unwrap(ctx, wrapped); err != nil || !bytes.Equal(got, dek) {
+		t.Fatalf("secondary cannot unwrap the primary's data key: %v", err)
+	}
+	// The secondary's own key was kept aside, not destroyed.
+	aside, err := secondary.KEK("secrets@replaced-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := aside.Unwrap(ctx, own); err == nil && bytes.Equal(got, dek) {
+		t.Errorf("the kept-aside key unwrapped under another id: wrapping must bind the key id")
+	}
+	if n := len(secondary.keys["secrets@replaced-1"].Versions); n != 1 {
+		t.Errorf("kept-aside key has %d versions", n)
+	}
+
+	// Adopting the same versions again changes nothing; a rotation extends.
+	if changed, err := secondary.Adopt("secrets", versions, "2"); changed || err != nil {
+		t.Errorf("second Adopt = %v, %v", changed, err)
+	}
+	primary.Rotate("secrets")
+	wrapped2, _ := pk.Wrap(ctx, dek)
+	versions, _ = primary.Export("secrets")
+	if changed, err := secondary.Adopt("secrets", versions, "3"); !changed || err != nil {
+		t.Fatalf("Adopt after rotation = %v, %v", changed, err)
+	}
+	if _, ok := secondary.keys["secrets@replaced-3"]; ok {
+		t.Errorf("an extension kept a copy aside")
+	}
+	for _, w := range [][]byte{wrapped, wrapped2} {
+		if got, err := sk.Unwrap(ctx, w); err != nil || !bytes.Equal(got, dek) {
+			t.Errorf("unwrap after rotation: %v", err)
+		}
+	}
+	if _, err := secondary.Adopt("secrets", [][]byte{[]byte("short")}, "4"); err == nil {
+		t.Errorf("Adopt accepted a malformed key")
+	}
+}

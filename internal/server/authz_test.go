@@ -537,6 +537,32 @@ func TestAuthorizationMatrix(t *testing.T) {
 			return call{method: "GET", path: "/api/2.0/instance-pools/get?instance_pool_id=" + id, grant: grant("instance-pools", id, "CAN_ATTACH_TO")}
 		}},
 		{"GET /api/2.0/instance-pools/list", "open", func() call { return call{method: "GET", path: "/api/2.0/instance-pools/list"} }},
+
+		// Metrics and disaster recovery: admins only. Drain and seal change
+		// the region's role, so each call starts from an active region and
+		// resume, last, leaves it active.
+		{"GET /api/2.0/tandem/dr/status", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/dr/status?assets=true"} }},
+		{"GET /api/2.0/tandem/dr/reports", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/dr/reports"} }},
+		{"POST /api/2.0/tandem/dr/reports", "admin", func() call {
+			return call{method: "POST", path: "/api/2.0/tandem/dr/reports", body: map[string]any{"kind": "test", "started": next(), "report": map[string]any{}}}
+		}},
+		{"POST /api/2.0/tandem/dr/lease", "admin", func() call {
+			return call{method: "POST", path: "/api/2.0/tandem/dr/lease", body: map[string]any{"holder": fmt.Sprintf("authz-%d", next()), "release": true}}
+		}},
+		{"POST /api/2.0/tandem/dr/promote", "admin", func() call {
+			return call{method: "POST", path: "/api/2.0/tandem/dr/promote", body: map[string]any{"planned": true}}
+		}},
+		{"POST /api/2.0/tandem/dr/drain", "admin", func() call {
+			must(srv.Do(adminTok, "POST", "/api/2.0/tandem/dr/resume", map[string]any{}), "resume")
+			return call{method: "POST", path: "/api/2.0/tandem/dr/drain", body: map[string]any{"to_region": "elsewhere"}}
+		}},
+		{"POST /api/2.0/tandem/dr/seal", "admin", func() call {
+			must(srv.Do(adminTok, "POST", "/api/2.0/tandem/dr/resume", map[string]any{}), "resume")
+			return call{method: "POST", path: "/api/2.0/tandem/dr/seal", body: map[string]any{}}
+		}},
+		{"POST /api/2.0/tandem/dr/resume", "admin", func() call {
+			return call{method: "POST", path: "/api/2.0/tandem/dr/resume", body: map[string]any{}}
+		}},
 	}
 
 	// Every route the server mounts is in the matrix (or public).

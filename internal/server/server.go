@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,10 +23,11 @@ import (
 
 	"github.com/tandemdata/tandem/internal/api"
 	"github.com/tandemdata/tandem/internal/audit"
-	"github.com/tandemdata/tandem/internal/compute"
 	"github.com/tandemdata/tandem/internal/audit/diagnostics"
+	"github.com/tandemdata/tandem/internal/compute"
 	"github.com/tandemdata/tandem/internal/config"
 	"github.com/tandemdata/tandem/internal/dbfs"
+	"github.com/tandemdata/tandem/internal/dr"
 	"github.com/tandemdata/tandem/internal/gateway"
 	"github.com/tandemdata/tandem/internal/identity"
 	"github.com/tandemdata/tandem/internal/initscripts"
@@ -35,10 +37,12 @@ import (
 	"github.com/tandemdata/tandem/internal/permissions"
 	"github.com/tandemdata/tandem/internal/pki"
 	"github.com/tandemdata/tandem/internal/principal"
+	"github.com/tandemdata/tandem/internal/replication"
 	"github.com/tandemdata/tandem/internal/secrets"
 	"github.com/tandemdata/tandem/internal/storage"
 	"github.com/tandemdata/tandem/internal/storage/account"
 	"github.com/tandemdata/tandem/internal/storage/azureblob"
+	"github.com/tandemdata/tandem/internal/storage/local"
 	"github.com/tandemdata/tandem/internal/store"
 	"github.com/tandemdata/tandem/internal/store/sqlstore"
 	"github.com/tandemdata/tandem/internal/workspace"
@@ -49,7 +53,11 @@ type Server struct {
 	cfg config.Config
 	log *slog.Logger
 
+	// Store is the region's metadata store, seen through the disaster-
+	// recovery write gate: writes to replicated kinds are refused while the
+	// region does not lead. RawStore is the store itself (replication).
 	Store    store.Store
+	RawStore store.Store
 	Journal  *audit.Journal
 	CA       *pki.CA
 	Identity *identity.Service
@@ -73,10 +81,18 @@ type Server struct {
 	Diagnostics *diagnostics.Service
 	// Events writes audit records of actions outside API calls (the
 	// ...Result records of asynchronous operations, automated actions).
-	Events *audit.Emitter
-	Compute        *compute.Service
+	Events  *audit.Emitter
+	Compute *compute.Service
 	// Gateway is where instances' agents connect (mutual TLS).
 	Gateway *gateway.Gateway
+	// DR is the region's disaster-recovery role, epoch and follower.
+	DR *dr.Region
+	// Replication serves the change log and shared keys to the peer.
+	Replication *replication.Service
+	peer        *replication.Peer
+	tlsMu       sync.Mutex
+	tlsCAs      []*x509.Certificate
+	tlsConf     *tls.Config
 
 	// loops are the background loops Start runs with the server's context.
 	loops []func(context.Context)
@@ -124,7 +140,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	}()
 
 	var err error
-	if s.Store, err = sqlstore.Open(ctx, cfg.StoreDSN()); err != nil {
+	if s.RawStore, err = sqlstore.Open(ctx, cfg.StoreDSN()); err != nil {
 		return nil, err
 	}
 	if s.Journal, err = audit.OpenJournal(filepath.Join(cfg.DataDir, "audit", "journal")); err != nil {
@@ -139,6 +155,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if s.Keys, err = keys.OpenKeyring(filepath.Join(cfg.DataDir, "keys")); err != nil {
 		return nil, err
 	}
+	if err := s.openDR(ctx); err != nil {
+		return nil, err
+	}
+	// The account keeps its settings in the store, so it opens through the
+	// write gate, once a new secondary has its copy of them.
 	if s.StorageAccount, err = s.openStorage(ctx); err != nil {
 		return nil, fmt.Errorf("open the storage account: %w", err)
 	}
@@ -164,6 +185,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	}
 	auditor := s.Diagnostics.Auditor()
 	s.Events = &audit.Emitter{Appender: auditor, ResourceID: cfg.ResourceID()}
+	// A region that does not lead has its workspace from its peer: the
+	// first-start set-up below is the leader's to do (and its writes would
+	// be refused here).
+	leads := s.DR.Gate().IsOpen()
 
 	s.Identity = identity.New(s.Store, log.With("component", "identity"))
 	s.Perms = permissions.New(s.Store, s.Identity)
@@ -182,18 +207,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.Workspace = &workspace.Service{Store: s.Store, Perms: s.Perms, Storage: s.Storage, Log: log.With("component", "workspace")}
 	s.Workspace.Init()
 	s.Identity.UserCreated = s.Workspace.EnsureHome
-	if err := s.Identity.EnsureBuiltins(ctx); err != nil {
-		return nil, fmt.Errorf("create built-in groups: %w", err)
-	}
-	if err := s.Identity.Bootstrap(ctx, os.Getenv("TANDEM_BOOTSTRAP_TOKEN"), cfg.AdminUser); err != nil {
-		return nil, fmt.Errorf("bootstrap admin token: %w", err)
-	}
-	users, err := s.Identity.UserNames(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.Workspace.EnsureLayout(ctx, users); err != nil {
-		return nil, fmt.Errorf("create workspace folders: %w", err)
+	if leads {
+		if err := s.Identity.EnsureBuiltins(ctx); err != nil {
+			return nil, fmt.Errorf("create built-in groups: %w", err)
+		}
+		if err := s.Identity.Bootstrap(ctx, os.Getenv("TANDEM_BOOTSTRAP_TOKEN"), cfg.AdminUser); err != nil {
+			return nil, fmt.Errorf("bootstrap admin token: %w", err)
+		}
+		users, err := s.Identity.UserNames(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.Workspace.EnsureLayout(ctx, users); err != nil {
+			return nil, fmt.Errorf("create workspace folders: %w", err)
+		}
 	}
 	s.Identity.TokenPolicy = func(ctx context.Context, p principal.Principal) error {
 		return s.Perms.CheckContext(ctx, "authorization", "tokens", permissions.CanUse)
@@ -205,6 +232,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		Logger:     log.With("component", "api"),
 		ResourceID: cfg.ResourceID(),
 		OrgID:      info.OrgID,
+		Guard:      s.DR.Guard,
 	})
 	s.mux.Handle(api.Route{Pattern: "GET /healthz", Public: true, NoAudit: true, Handler: s.healthz})
 	// The Python SDK probes this, unauthenticated, for the workspace id.
@@ -217,11 +245,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.InitScripts = &initscripts.Service{Store: s.Store}
 	s.Jobs = &jobs.Service{Store: s.Store, Perms: s.Perms, Log: log.With("component", "jobs"), Audit: auditor,
 		ResourceID: cfg.ResourceID(), WorkspaceID: info.OrgID}
+	s.Jobs.SchedulingPaused = s.DR.SchedulingPaused
 	s.Jobs.Init()
 	if err := s.buildCompute(info.OrgID); err != nil {
 		return nil, fmt.Errorf("compute: %w", err)
 	}
 	s.Jobs.Compute, s.Jobs.Runner = s.Compute.Jobs(), s.Compute.JobsRunner(taskSources{s})
+	s.DR.SetWork(s.Jobs)
+	geoStore, err := local.New(filepath.Join(cfg.DataDir, "storage-geo"))
+	if err != nil {
+		return nil, err
+	}
+	s.Replication = &replication.Service{Store: s.RawStore, Peer: s.peer, Keys: s.Keys, SharedKeys: sharedKeys, Objects: geoStore,
+		Self: s.DR.LeaderInfo, Follower: s.DR.PeerFollower, Log: log.With("component", "replication")}
+	s.Metrics.MustRegister(s.DR.Collector())
 
 	s.mux.Handle(s.Identity.Routes()...)
 	s.mux.Handle(s.Perms.Routes()...)
@@ -231,10 +268,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.mux.Handle(s.Secrets.Routes()...)
 	s.mux.Handle(s.InitScripts.Routes()...)
 	s.mux.Handle(s.Compute.Routes()...)
+	s.mux.Handle(s.DR.Routes()...)
+	s.mux.Handle(s.Replication.Routes()...)
 	s.mux.Handle(s.Diagnostics.Routes()...)
 	s.mux.Handle(s.Metrics.Routes()...)
 	s.mux.Handle(s.StorageAccount.Routes()...)
-	s.loops = append(s.loops, s.Identity.Watch, s.Jobs.Run, s.Workspace.Run, s.DBFS.Run, s.Compute.Run, s.Diagnostics.Run, s.StorageAccount.Run)
+	// The schedulers and sweeps run only while the region leads; the
+	// disaster-recovery supervisor starts and stops them. Audit delivery and
+	// the storage account's loops run in every role: a passive region
+	// delivers its own records and keeps the copies it receives healthy.
+	s.DR.RunWhileLeading(s.Jobs.Run, s.Workspace.Run, s.DBFS.Run, s.Compute.Run)
+	s.loops = append(s.loops, s.Identity.Watch, s.Diagnostics.Run, s.StorageAccount.Run, s.DR.Run)
 	// Agents reach the gateway outside the API (client certificates, no
 	// tokens); everything else is the API.
 	s.root = http.NewServeMux()
@@ -244,8 +288,60 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	return s, nil
 }
 
+// PeerStorage is the peer region's storage, reached over the peer link
+// (nil without a peer): the secondary the storage account's
+// geo-replication ships to.
+func (s *Server) PeerStorage() storage.Backend {
+	if s.peer == nil {
+		return nil
+	}
+	return replication.NewRemoteBackend(s.peer)
+}
+
+// sharedKeys are the platform keys both regions hold: they wrap replicated
+// data (secret scopes' data keys). The storage account's keys are not
+// shared yet: each region's account wraps its own account key with them.
+var sharedKeys = []string{"secrets"}
+
+// openDR builds the region's disaster-recovery side over the raw store,
+// decides its role (checking the peer for a higher epoch), hands every
+// other service the write gate, and fills an empty secondary from its
+// primary before anything reads the workspace.
+func (s *Server) openDR(ctx context.Context) error {
+	cfg := s.cfg
+	if url := cfg.DR.PeerURL(); url != "" {
+		p, err := replication.NewPeer(url, cfg.DR.PeerCAFile, s.CA, cfg.Region)
+		if err != nil {
+			return fmt.Errorf("peer region: %w", err)
+		}
+		s.peer = p
+	}
+	var router dr.RouterView
+	if cfg.DR.Router != "" {
+		r, err := dr.NewHTTPRouter(cfg.DR.Router, cfg.DR.RouterCAFile)
+		if err != nil {
+			return err
+		}
+		router = r
+	}
+	s.DR = dr.New(dr.Config{
+		Region: cfg.Region, Secondary: cfg.DR.Primary != "", Store: s.RawStore, Peer: s.peer, Router: router,
+		Keys: s.Keys, SharedKeys: sharedKeys, RPO: cfg.DR.RPODuration(), DataDir: cfg.DataDir,
+		Log: s.log.With("component", "dr"),
+	})
+	s.Store = s.DR.Gate()
+	if err := s.DR.Open(ctx); err != nil {
+		return err
+	}
+	return s.DR.Bootstrap(ctx)
+}
+
 // openStorage opens the region's storage account (DATA_DIR/storage),
 // creating it with the configured defaults on first start.
+//
+// Its geo-replication still ships to the region's own second site, not to
+// the peer region: Options.Secondary is left unset until a passive region's
+// account can take its leader's account key (see docs/dr.md, "Not done yet").
 func (s *Server) openStorage(ctx context.Context) (*account.Account, error) {
 	return storageAccount(ctx, s.cfg, s.Store, s.Keys, false, s.log.With("component", "storage"))
 }
@@ -338,8 +434,40 @@ func (s *Server) Handler() http.Handler { return s.root }
 // Routes lists every API route the server serves.
 func (s *Server) Routes() []api.Route { return s.mux.Routes() }
 
-// TLSConfig is the server's TLS configuration.
-func (s *Server) TLSConfig() *tls.Config { return pki.ServerConfig(s.cert, s.CA.Pool()) }
+// TLSConfig is the server's TLS configuration. Client certificates are
+// verified against the region's own CA (agents) and, with a peer region,
+// the peer's CA, read again when its file changes.
+func (s *Server) TLSConfig() *tls.Config {
+	base := pki.ServerConfig(s.cert, s.CA.Pool())
+	if s.peer == nil {
+		return base
+	}
+	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		cas := s.peer.CAs()
+		s.tlsMu.Lock()
+		defer s.tlsMu.Unlock()
+		if s.tlsConf == nil || !sameCerts(cas, s.tlsCAs) {
+			c := pki.ServerConfig(s.cert, s.peer.Pool(s.CA.Pool()))
+			// A config returned here is used as it is: ServeTLS does not add h2.
+			c.NextProtos = []string{"h2", "http/1.1"}
+			s.tlsConf, s.tlsCAs = c, cas
+		}
+		return s.tlsConf, nil
+	}
+	return base
+}
+
+func sameCerts(a, b []*x509.Certificate) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !a[i].Equal(b[i]) {
+			return false
+		}
+	}
+	return true
+}
 
 // CAFile is the path of the PEM file clients trust.
 func (s *Server) CAFile() string { return filepath.Join(s.cfg.DataDir, "tls", pki.CAFile) }
@@ -426,8 +554,8 @@ func (s *Server) closeState() error {
 	if s.Journal != nil {
 		errs = append(errs, s.Journal.Close())
 	}
-	if s.Store != nil {
-		errs = append(errs, s.Store.Close())
+	if s.RawStore != nil {
+		errs = append(errs, s.RawStore.Close())
 	}
 	return errors.Join(errs...)
 }

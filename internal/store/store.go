@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -36,7 +37,7 @@ type Store interface {
 	// Update runs fn in a serializable read-write transaction. fn may be run
 	// more than once if the transaction conflicts with another one, so it must
 	// not have side effects outside tx. It returns the sequence number of the
-	// change it committed (0 when fn wrote nothing).
+	// change it committed (0 when fn wrote nothing, or only local kinds).
 	Update(ctx context.Context, fn func(Tx) error) (int64, error)
 	// Changes returns up to limit changes with a sequence number above after,
 	// in order.
@@ -45,8 +46,17 @@ type Store interface {
 	LastSeq(ctx context.Context) (int64, error)
 	// Apply writes a change taken from another store's change log, keeping its
 	// sequence number. It is idempotent: a change at or below LastSeq is
-	// skipped. A change that leaves a gap returns ErrSeqGap.
+	// skipped. A change that leaves a gap returns ErrSeqGap. Ops on local
+	// kinds are written but not logged.
 	Apply(ctx context.Context, c Change) error
+	// Rewind undoes every change after toSeq: each document they touched
+	// gets back the value the change log had for it at toSeq (or is
+	// deleted), the changes leave the log and LastSeq becomes toSeq. It
+	// returns the undone changes, oldest first, so the caller can keep them
+	// aside. Local kinds are not touched. A disaster-recovery region that
+	// comes back after a failover uses it to drop the tail its peer never
+	// received before following the peer.
+	Rewind(ctx context.Context, toSeq int64) ([]Change, error)
 	// Notify returns a channel that receives a value after every commit, and
 	// a function that stops the notifications.
 	Notify() (<-chan struct{}, func())
@@ -95,6 +105,46 @@ func (o Op) Deleted() bool { return len(o.Value) == 0 }
 
 // CounterKind holds the counters behind Tx.NextID.
 const CounterKind Kind = "store.counter"
+
+// Local kinds hold a region's own state: its disaster-recovery role, the
+// cursors of its delivery loops, the runtime state of its instances, upload
+// handles. Writes to them are never appended to the change log, so they
+// never consume a sequence number, are never replicated to the peer region
+// and are never rewound, and a passive region (which applies its peer's
+// changes and may not log changes of its own) can still write them.
+// Packages declare their local kinds once, at init, with RegisterLocal.
+var (
+	localMu    sync.RWMutex
+	localKinds = map[Kind]bool{}
+)
+
+// RegisterLocal declares kinds as local to a region.
+func RegisterLocal(kinds ...Kind) {
+	localMu.Lock()
+	defer localMu.Unlock()
+	for _, k := range kinds {
+		localKinds[k] = true
+	}
+}
+
+// IsLocal reports whether kind was declared local with RegisterLocal.
+func IsLocal(kind Kind) bool {
+	localMu.RLock()
+	defer localMu.RUnlock()
+	return localKinds[kind]
+}
+
+// LoggedOps returns the ops of ops that belong in a change log: all but
+// those on local kinds.
+func LoggedOps(ops []Op) []Op {
+	out := ops[:0:0]
+	for _, op := range ops {
+		if !IsLocal(op.Kind) {
+			out = append(out, op)
+		}
+	}
+	return out
+}
 
 // Get decodes the document at (kind, key) into a T.
 func Get[T any](tx Tx, kind Kind, key string) (T, error) {

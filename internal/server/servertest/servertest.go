@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -253,4 +254,89 @@ func (s *Server) WriteDatabricksConfig(token string) string {
 		s.t.Fatal(err)
 	}
 	return p
+}
+
+// WithRegion names the region.
+func WithRegion(name string) Option { return func(c *config.Config) { c.Region = name } }
+
+// WithListen serves on a fixed address (to restart a region where its
+// peer expects it).
+func WithListen(addr string) Option { return func(c *config.Config) { c.Listen = addr } }
+
+// WithConfig changes the configuration in any other way.
+func WithConfig(fn func(*config.Config)) Option { return Option(fn) }
+
+// Pair is a primary and a secondary region paired for disaster recovery,
+// each trusting the other's CA, with the same admin token (it is
+// replicated).
+type Pair struct {
+	Primary, Secondary *Server
+	// Dirs and Addrs of both regions, to restart one where the other
+	// expects it.
+	PrimaryDir, SecondaryDir   string
+	PrimaryAddr, SecondaryAddr string
+	// SecondaryDials, if set before Start, is the address the secondary
+	// uses to reach the primary (a proxy that a test can cut).
+	SecondaryDials             string
+	PrimaryOpts, SecondaryOpts []Option
+}
+
+// StartPair starts a primary region and a secondary that copies the
+// workspace from it and follows it; opts apply to both.
+func StartPair(t testing.TB, opts ...Option) *Pair {
+	t.Helper()
+	p := NewPair(t)
+	p.Start(t, opts...)
+	return p
+}
+
+// NewPair chooses the directories and addresses of a pair and makes both
+// CAs (as tandem up does), so each region can name the other's CA file from
+// its first start.
+func NewPair(t testing.TB) *Pair {
+	t.Helper()
+	p := &Pair{PrimaryDir: t.TempDir(), SecondaryDir: t.TempDir(), PrimaryAddr: FreeAddr(t), SecondaryAddr: FreeAddr(t)}
+	for _, d := range []struct{ dir, name string }{{p.PrimaryDir, "primary"}, {p.SecondaryDir, "secondary"}} {
+		if _, err := pki.LoadOrCreateCA(filepath.Join(d.dir, "tls"), "Tandem CA "+d.name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+// Start starts both regions of the pair, the primary first.
+func (p *Pair) Start(t testing.TB, opts ...Option) {
+	t.Helper()
+	p.PrimaryOpts = append([]Option{WithDataDir(p.PrimaryDir), WithListen(p.PrimaryAddr), WithRegion("primary"),
+		WithConfig(func(c *config.Config) {
+			c.DR.Peer = "https://" + p.SecondaryAddr
+			c.DR.PeerCAFile = filepath.Join(p.SecondaryDir, "tls", pki.CAFile)
+		})}, opts...)
+	p.Primary = Start(t, p.PrimaryOpts...)
+	// The secondary's admin token is the primary's: it arrives by replication.
+	if err := os.WriteFile(filepath.Join(p.SecondaryDir, "servertest-admin-token"), []byte(p.Primary.AdminToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dial := p.PrimaryAddr
+	if p.SecondaryDials != "" {
+		dial = p.SecondaryDials
+	}
+	p.SecondaryOpts = append([]Option{WithDataDir(p.SecondaryDir), WithListen(p.SecondaryAddr), WithRegion("secondary"),
+		WithConfig(func(c *config.Config) {
+			c.DR.Primary = "https://" + dial
+			c.DR.PeerCAFile = filepath.Join(p.PrimaryDir, "tls", pki.CAFile)
+		})}, opts...)
+	p.Secondary = Start(t, p.SecondaryOpts...)
+}
+
+// FreeAddr returns a loopback address with a port that was free a moment
+// ago (for regions that must know each other's address before they start).
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

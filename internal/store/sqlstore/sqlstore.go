@@ -215,7 +215,16 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) (int64, err
 	if len(t.ops) == 0 {
 		return 0, sqlTx.Commit()
 	}
-	c := store.Change{Seq: last + 1, Time: t.now.UnixMilli(), Ops: t.compactOps()}
+	ops := store.LoggedOps(t.compactOps())
+	if len(ops) == 0 {
+		// Only local kinds were written: nothing to log, no number used.
+		if err := sqlTx.Commit(); err != nil {
+			return 0, fmt.Errorf("commit local writes: %w", err)
+		}
+		s.notify()
+		return 0, nil
+	}
+	c := store.Change{Seq: last + 1, Time: t.now.UnixMilli(), Ops: ops}
 	if err := s.appendChange(ctx, sqlTx, c); err != nil {
 		return 0, err
 	}
@@ -257,6 +266,7 @@ func (s *Store) Apply(ctx context.Context, c store.Change) error {
 			return fmt.Errorf("apply change %d: %w", c.Seq, err)
 		}
 	}
+	c.Ops = store.LoggedOps(c.Ops)
 	if err := s.appendChange(ctx, sqlTx, c); err != nil {
 		return err
 	}
@@ -265,6 +275,115 @@ func (s *Store) Apply(ctx context.Context, c store.Change) error {
 	}
 	s.notify()
 	return nil
+}
+
+// Rewind undoes the changes after toSeq from the change log alone: the
+// value a document had at toSeq is the value of the newest op on it at or
+// before toSeq, and a document no such op wrote did not exist.
+func (s *Store) Rewind(ctx context.Context, toSeq int64) ([]store.Change, error) {
+	if toSeq < 0 {
+		return nil, fmt.Errorf("rewind to %d: sequence numbers start at 0", toSeq)
+	}
+	sqlTx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin rewind: %w", err)
+	}
+	defer sqlTx.Rollback()
+	last, err := s.lockLastSeq(ctx, sqlTx)
+	if err != nil {
+		return nil, err
+	}
+	if toSeq >= last {
+		return nil, nil
+	}
+	undone, err := s.readChanges(ctx, sqlTx, "seq > ? ORDER BY seq", toSeq)
+	if err != nil {
+		return nil, err
+	}
+	type docKey struct {
+		kind store.Kind
+		key  string
+	}
+	pending := map[docKey]bool{}
+	for _, c := range undone {
+		for _, op := range c.Ops {
+			pending[docKey{op.Kind, op.Key}] = true
+		}
+	}
+	// Walk the kept log from the newest change down, in pages, until every
+	// touched document has found its value at toSeq.
+	restore := map[docKey]json.RawMessage{}
+	const page = 500
+	below := toSeq + 1
+	for len(pending) > 0 && below > 1 {
+		cs, err := s.readChanges(ctx, sqlTx, "seq < ? ORDER BY seq DESC LIMIT "+fmt.Sprint(page), below)
+		if err != nil {
+			return nil, err
+		}
+		if len(cs) == 0 {
+			break
+		}
+		for _, c := range cs {
+			for i := len(c.Ops) - 1; i >= 0; i-- {
+				op := c.Ops[i]
+				k := docKey{op.Kind, op.Key}
+				if pending[k] {
+					delete(pending, k)
+					restore[k] = op.Value
+				}
+			}
+			below = c.Seq
+		}
+	}
+	t := &tx{s: s, sql: sqlTx, ctx: ctx}
+	for k := range pending {
+		restore[k] = nil // created after toSeq
+	}
+	for k, v := range restore {
+		if len(v) == 0 {
+			err = t.delete(k.kind, k.key)
+			if errors.Is(err, store.ErrNotFound) {
+				err = nil
+			}
+		} else {
+			err = t.put(k.kind, k.key, v)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("rewind to %d: %w", toSeq, err)
+		}
+	}
+	if _, err := sqlTx.ExecContext(ctx, s.q("DELETE FROM changes WHERE seq > ?"), toSeq); err != nil {
+		return nil, fmt.Errorf("rewind to %d: drop changes: %w", toSeq, err)
+	}
+	if _, err := sqlTx.ExecContext(ctx, s.q("UPDATE store_state SET value = ? WHERE name = 'last_seq'"), toSeq); err != nil {
+		return nil, fmt.Errorf("rewind to %d: %w", toSeq, err)
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit rewind to %d: %w", toSeq, err)
+	}
+	s.notify()
+	return undone, nil
+}
+
+func (s *Store) readChanges(ctx context.Context, sqlTx *sql.Tx, where string, arg int64) ([]store.Change, error) {
+	rows, err := sqlTx.QueryContext(ctx, s.q("SELECT seq, time_ms, ops FROM changes WHERE "+where), arg)
+	if err != nil {
+		return nil, fmt.Errorf("read changes: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Change
+	for rows.Next() {
+		var c store.Change
+		var ops []byte
+		if err := rows.Scan(&c.Seq, &c.Time, &ops); err != nil {
+			return nil, fmt.Errorf("read changes: %w", err)
+		}
+		if err := json.Unmarshal(ops, &c.Ops); err != nil {
+			return nil, fmt.Errorf("decode change %d: %w", c.Seq, err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }
 
 func (s *Store) lockLastSeq(ctx context.Context, sqlTx *sql.Tx) (int64, error) {

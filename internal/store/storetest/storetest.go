@@ -36,6 +36,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, reopen func(t *testi
 		{"NotifyAfterCommit", testNotify},
 		{"ViewRefusesWrites", testViewReadOnly},
 		{"KeysWithUnicodeSortByteWise", testUnicodeKeys},
+		{"LocalKindsAreNeverLogged", testLocalKinds},
+		{"RewindRestoresDocumentsFromTheLog", testRewind},
+		{"RewindKeepsLocalKindsAndContinuesTheSequence", testRewindLocal},
+		{"RewindThenApplyFollowsAnotherLog", testRewindThenApply},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -439,5 +443,182 @@ func testReopen(t *testing.T, s store.Store, reopen func(*testing.T, store.Store
 	next := mustUpdate(t, s, func(tx store.Tx) error { return store.Put(tx, "t.doc", "x", doc{}) })
 	if next != last+1 {
 		t.Errorf("first seq after reopen = %d, want %d", next, last+1)
+	}
+}
+
+// localKind is declared local for the suite.
+const localKind store.Kind = "t.local"
+
+func init() { store.RegisterLocal(localKind) }
+
+func testLocalKinds(t *testing.T, s store.Store) {
+	seq := mustUpdate(t, s, func(tx store.Tx) error { return store.Put(tx, localKind, "a", doc{N: 1}) })
+	if seq != 0 {
+		t.Errorf("Update writing only a local kind returned seq %d, want 0", seq)
+	}
+	if last, _ := s.LastSeq(ctx); last != 0 {
+		t.Errorf("LastSeq after a local write = %d, want 0", last)
+	}
+	seq = mustUpdate(t, s, func(tx store.Tx) error {
+		if err := store.Put(tx, localKind, "b", doc{N: 2}); err != nil {
+			return err
+		}
+		return store.Put(tx, "t.doc", "x", doc{N: 3})
+	})
+	cs, _ := s.Changes(ctx, 0, 10)
+	if len(cs) != 1 || cs[0].Seq != seq || len(cs[0].Ops) != 1 || cs[0].Ops[0].Kind != "t.doc" {
+		t.Fatalf("mixed change logged as %+v, want only the t.doc op", cs)
+	}
+	// An applied change keeps its number and logs only its replicated ops,
+	// but writes the local ones.
+	c := store.Change{Seq: seq + 1, Time: time.Now().UnixMilli(), Ops: []store.Op{
+		{Kind: "t.doc", Key: "y", Value: json.RawMessage(`{"n":4}`)},
+		{Kind: localKind, Key: "c", Value: json.RawMessage(`{"n":5}`)},
+	}}
+	if err := s.Apply(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	cs, _ = s.Changes(ctx, seq, 10)
+	if len(cs) != 1 || cs[0].Seq != seq+1 || len(cs[0].Ops) != 1 || cs[0].Ops[0].Key != "y" {
+		t.Fatalf("applied change logged as %+v", cs)
+	}
+	s.View(ctx, func(tx store.Tx) error {
+		for _, k := range []string{"a", "b", "c"} {
+			if _, err := tx.Get(localKind, k); err != nil {
+				t.Errorf("local document %s: %v", k, err)
+			}
+		}
+		return nil
+	})
+}
+
+type snapshot map[string]string
+
+func snap(t *testing.T, s store.Store, kinds ...store.Kind) snapshot {
+	t.Helper()
+	out := snapshot{}
+	err := s.View(ctx, func(tx store.Tx) error {
+		for _, k := range kinds {
+			err := tx.Scan(k, "", "", func(key string, v json.RawMessage) error {
+				var norm any
+				json.Unmarshal(v, &norm)
+				b, _ := json.Marshal(norm)
+				out[string(k)+"/"+key] = string(b)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func testRewind(t *testing.T, s store.Store) {
+	put := func(key string, n int) int64 {
+		return mustUpdate(t, s, func(tx store.Tx) error { return store.Put(tx, "t.doc", key, doc{Name: key, N: n}) })
+	}
+	put("a", 1)
+	put("b", 1)
+	mustUpdate(t, s, func(tx store.Tx) error {
+		_, err := tx.NextID("ids")
+		return err
+	})
+	put("a", 2)
+	mid := mustUpdate(t, s, func(tx store.Tx) error { return tx.Delete("t.doc", "b") })
+	want := snap(t, s, "t.doc", store.CounterKind)
+
+	// The tail: updates, a re-creation, a delete, a new document, a counter.
+	put("a", 3)
+	put("b", 9)
+	put("c", 1)
+	mustUpdate(t, s, func(tx store.Tx) error {
+		if _, err := tx.NextID("ids"); err != nil {
+			return err
+		}
+		if err := store.Put(tx, "t.doc", "d", doc{}); err != nil {
+			return err
+		}
+		return tx.Delete("t.doc", "d")
+	})
+	last := put("a", 4)
+
+	undone, err := s.Rewind(ctx, mid)
+	if err != nil {
+		t.Fatalf("Rewind: %v", err)
+	}
+	if len(undone) != int(last-mid) || undone[0].Seq != mid+1 || undone[len(undone)-1].Seq != last {
+		t.Fatalf("Rewind returned changes %+v, want %d..%d", undone, mid+1, last)
+	}
+	if diff := cmp.Diff(want, snap(t, s, "t.doc", store.CounterKind)); diff != "" {
+		t.Errorf("state after Rewind(%d) (-want +got):\n%s", mid, diff)
+	}
+	if got, _ := s.LastSeq(ctx); got != mid {
+		t.Errorf("LastSeq after Rewind = %d, want %d", got, mid)
+	}
+	if cs, _ := s.Changes(ctx, mid, 100); len(cs) != 0 {
+		t.Errorf("changes after the rewind point remain: %+v", cs)
+	}
+	// Rewinding to or past the end changes nothing.
+	if undone, err := s.Rewind(ctx, mid); err != nil || len(undone) != 0 {
+		t.Errorf("second Rewind = %v, %v", undone, err)
+	}
+	// The counter continues from its value at the rewind point.
+	mustUpdate(t, s, func(tx store.Tx) error {
+		id, err := tx.NextID("ids")
+		if id != 2 {
+			t.Errorf("NextID after Rewind = %d, want 2", id)
+		}
+		return err
+	})
+}
+
+func testRewindLocal(t *testing.T, s store.Store) {
+	base := mustUpdate(t, s, func(tx store.Tx) error { return store.Put(tx, "t.doc", "a", doc{N: 1}) })
+	mustUpdate(t, s, func(tx store.Tx) error {
+		if err := store.Put(tx, localKind, "fenced", doc{N: 7}); err != nil {
+			return err
+		}
+		return store.Put(tx, "t.doc", "a", doc{N: 2})
+	})
+	if _, err := s.Rewind(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	s.View(ctx, func(tx store.Tx) error {
+		if _, err := tx.Get("t.doc", "a"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("document created after the rewind point survives: %v", err)
+		}
+		if d, err := store.Get[doc](tx, localKind, "fenced"); err != nil || d.N != 7 {
+			t.Errorf("local document after Rewind = %+v, %v; want it untouched", d, err)
+		}
+		return nil
+	})
+	if seq := mustUpdate(t, s, func(tx store.Tx) error { return store.Put(tx, "t.doc", "z", doc{}) }); seq != base {
+		t.Errorf("first change after Rewind(0) has seq %d, want %d", seq, base)
+	}
+}
+
+// testRewindThenApply is the failback path: a region drops the tail its peer
+// never received, then applies the peer's changes from the common point.
+func testRewindThenApply(t *testing.T, s store.Store) {
+	common := mustUpdate(t, s, func(tx store.Tx) error { return store.Put(tx, "t.doc", "shared", doc{N: 1}) })
+	mustUpdate(t, s, func(tx store.Tx) error { return store.Put(tx, "t.doc", "lost", doc{N: 1}) })
+	if _, err := s.Rewind(ctx, common); err != nil {
+		t.Fatal(err)
+	}
+	peer := store.Change{Seq: common + 1, Time: time.Now().UnixMilli(), Ops: []store.Op{
+		{Kind: "t.doc", Key: "shared", Value: json.RawMessage(`{"name":"","n":2}`)},
+	}}
+	if err := s.Apply(ctx, peer); err != nil {
+		t.Fatalf("Apply after Rewind: %v", err)
+	}
+	got := snap(t, s, "t.doc")
+	want := snapshot{"t.doc/shared": `{"n":2,"name":""}`}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("state (-want +got):\n%s", diff)
 	}
 }
