@@ -36,6 +36,11 @@ func (s *Service) Run(ctx context.Context) {
 	t := time.NewTicker(s.Tick)
 	defer t.Stop()
 	var lastSync, lastPurge time.Time
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.runLogDelivery(ctx)
+	}()
 	for {
 		if time.Since(lastSync) >= 5*time.Second {
 			s.syncProvider(ctx)
