@@ -618,6 +618,9 @@ func (s *Service) removeCluster(ctx context.Context, w *world, id string) {
 		if err := permissions.Delete(tx, "clusters", id); err != nil {
 			return err
 		}
+		if err := deleteIfPresent(tx, kindLogDelivery, id); err != nil {
+			return err
+		}
 		return tx.Delete(kindCluster, id)
 	})
 	if err != nil && !errors.Is(err, errStale) {
