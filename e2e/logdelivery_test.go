@@ -156,6 +156,15 @@ print("rows", spark.range(1000).count())
 		return len(missing) == 0, "missing " + strings.Join(missing, ", ") + " in " + toJSON(tree)
 	})
 	t.Logf("delivered %.1fs after the job ended: %s", time.Since(ended).Seconds(), toJSON(found))
+	tree := dbfsTree(ctx, w, dir)
+	paths := make([]string, 0, len(tree))
+	for p := range tree {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		t.Logf("%8d  dbfs:%s", tree[p], p)
+	}
 	if p := found["executor"]; len(strings.Split(strings.TrimPrefix(p, dir+"/"), "/")) != 4 {
 		t.Fatalf("executor log layout: %s", p)
 	}
