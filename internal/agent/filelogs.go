@@ -216,14 +216,19 @@ func (a *Agent) finalReport(timeout time.Duration) {
 }
 
 // withEventLog returns the driver's Spark configuration with event logs
-// written to dir (made here), unless spark_conf chose otherwise.
+// written to dir (made here), unless spark_conf chose otherwise: one plain
+// JSON-lines file per application, as Databricks delivers them (Spark 4
+// otherwise rolls them into directories and compresses them).
 func withEventLog(conf map[string]string, dir string) map[string]string {
-	out := make(map[string]string, len(conf)+2)
+	out := make(map[string]string, len(conf)+4)
 	for k, v := range conf {
 		out[k] = v
 	}
-	if _, set := out["spark.eventLog.enabled"]; !set {
-		out["spark.eventLog.enabled"] = "true"
+	for k, v := range map[string]string{"spark.eventLog.enabled": "true", "spark.eventLog.rolling.enabled": "false",
+		"spark.eventLog.compress": "false"} {
+		if _, set := out[k]; !set {
+			out[k] = v
+		}
 	}
 	if _, set := out["spark.eventLog.dir"]; !set {
 		os.MkdirAll(dir, 0o700)
