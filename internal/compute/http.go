@@ -866,7 +866,14 @@ func (s *Service) list(ctx context.Context, req *api.Request) (any, error) {
 			if lvl, _, err := s.Perms.Effective(tx, p, "clusters", c.ID); err != nil || lvl == permissions.None {
 				return err
 			}
-			out = append(out, s.details(c, insts[c.ID]))
+			d := s.details(c, insts[c.ID])
+			if len(c.Spec.ClusterLogConf) > 0 {
+				var err error
+				if d.ClusterLogStatus, err = logStatus(tx, c.ID); err != nil {
+					return err
+				}
+			}
+			out = append(out, d)
 			return nil
 		})
 	})

@@ -73,6 +73,10 @@ func TestClusterLogDeliveryThroughTheSDK(t *testing.T) {
 	if err != nil || got.ClusterLogStatus == nil || got.ClusterLogStatus.LastAttempted == 0 || got.ClusterLogStatus.LastException != "" {
 		t.Fatalf("cluster_log_status: %v %+v", err, got.ClusterLogStatus)
 	}
+	all, err := w.Clusters.ListAll(ctx, compute.ListClustersRequest{})
+	if err != nil || len(all) != 1 || all[0].ClusterLogStatus == nil || all[0].ClusterLogStatus.LastAttempted == 0 {
+		t.Fatalf("cluster_log_status in clusters/list: %v %+v", err, all)
+	}
 	if _, err := w.Clusters.DeleteAndWait(ctx, compute.DeleteCluster{ClusterId: cl.ClusterId}); err != nil {
 		t.Fatal(err)
 	}
