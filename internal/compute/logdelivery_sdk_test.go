@@ -13,6 +13,7 @@ import (
 	"github.com/databricks/databricks-sdk-go/service/files"
 
 	tcompute "github.com/tandemdata/tandem/internal/compute"
+	"github.com/tandemdata/tandem/internal/config"
 	"github.com/tandemdata/tandem/internal/server"
 	"github.com/tandemdata/tandem/internal/server/servertest"
 )
@@ -83,3 +84,49 @@ func TestClusterLogDeliveryThroughTheSDK(t *testing.T) {
 }
 
 func filesList(p string) files.ListDbfsRequest { return files.ListDbfsRequest{Path: p} }
+
+// TestLogDeliveryResumesAcrossAControlPlaneRestart: the delivery cursors
+// survive the control plane, so a restarted one continues each file where
+// the last one stopped, without repeating or losing a line; and the logs
+// written last, on termination, are delivered.
+func TestLogDeliveryResumesAcrossAControlPlaneRestart(t *testing.T) {
+	prov := newProvider(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	listen := func(c *config.Config) { c.Listen = addr }
+	fast := servertest.WithSetup(func(s *server.Server) { s.Compute.LogDeliveryEvery = 200 * time.Millisecond })
+	srv := start(t, prov, servertest.WithDataDir(dir), listen, fast)
+	ctx := context.Background()
+	cl, err := srv.SDK(srv.AdminToken).Clusters.CreateAndWait(ctx, compute.CreateCluster{ClusterName: "resumed", SparkVersion: version,
+		NodeTypeId: "tandem.small", NumWorkers: 1,
+		ClusterLogConf: &compute.ClusterLogConf{Dbfs: &compute.DbfsStorageInfo{Destination: "dbfs:/cluster-logs"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout := "/cluster-logs/" + cl.ClusterId + "/driver/stdout"
+	runAndSee := func(srv *servertest.Server, id, line, want string) {
+		t.Helper()
+		if _, err := srv.Compute.RunTask(ctx, cl.ClusterId, tcompute.TaskSpec{ID: id, RunAs: "admin@tandem.local",
+			Runtime: []byte(`{"kind":"python","fake_output":"` + line + `\n","fake_seconds":0.1}`)}); err != nil {
+			t.Fatal(err)
+		}
+		w := srv.SDK(srv.AdminToken)
+		waitFor(t, "driver/stdout delivered", func() (bool, string) {
+			b, err := w.Dbfs.ReadFile(ctx, stdout)
+			return err == nil && string(b) == want, fmt.Sprintf("%q %v", b, err)
+		})
+	}
+	runAndSee(srv, "t1", "first", "first\n")
+	srv.Close()
+
+	srv2 := start(t, prov, servertest.WithDataDir(dir), listen, fast)
+	runAndSee(srv2, "t2", "second", "first\nsecond\n")
+	w := srv2.SDK(srv2.AdminToken)
+	if _, err := w.Clusters.DeleteAndWait(ctx, compute.DeleteCluster{ClusterId: cl.ClusterId}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := w.Dbfs.ReadFile(ctx, stdout)
+	if err != nil || string(b) != "first\nsecond\n" {
+		t.Fatalf("after termination: %q %v", b, err)
+	}
+}
