@@ -115,6 +115,8 @@ type Agent struct {
 	logs    *logSpool
 	node    *node
 	tasks   *taskSet
+	// files ships Spark's own log files (executors, event logs).
+	files *fileShipper
 
 	mu          sync.Mutex
 	lastContact time.Time
@@ -185,6 +187,7 @@ func New(dir string, cfg Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.node = newNode(a)
+	a.files = newFileShipper(a.logs)
 	a.tasks = newTaskSet(a)
 	return a, nil
 }
@@ -238,6 +241,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Wait()
 	a.tasks.stopAll()
 	a.node.stop()
+	// The instance is going away: what its processes wrote last reaches
+	// the control plane (the cluster's log delivery) before it does.
+	a.files.last()
+	a.finalReport(5 * time.Second)
 	a.log.Info("agent stopped", "reason", err)
 	if errors.Is(err, context.Canceled) || errors.Is(err, errExit) {
 		return nil

@@ -174,10 +174,17 @@ func (n *node) clean(asg wire.Assignment) {
 		d.Stop()
 	}
 	n.a.tasks.stopAll()
+	n.a.files.last()
 	os.RemoveAll(n.sparkDir())
 	if prev != asg.ClusterID {
+		if prev != "" {
+			// The previous cluster's logs reach the control plane before
+			// the spool is forgotten.
+			n.a.drainLogs(10 * time.Second)
+		}
 		n.a.tasks.clear()
 		n.a.logs.reset()
+		n.a.files.reset()
 		os.RemoveAll(filepath.Join(n.a.dir, "tasks"))
 		os.RemoveAll(filepath.Join(n.a.dir, "scripts"))
 		n.mu.Lock()
@@ -226,6 +233,10 @@ func (n *node) run(ctx context.Context, asg wire.Assignment) {
 	}
 	l := Launch{Dir: n.sparkDir(), Host: n.a.cfg.Host, Cores: n.a.cfg.Cores, MemoryMB: n.a.cfg.MemoryMB,
 		Conf: asg.SparkConf, Env: envList(asg.SparkEnv), Archive: n.archive(asg.Role)}
+	if asg.LogDelivery && asg.Role == wire.RoleDriver {
+		l.Conf = withEventLog(asg.SparkConf, filepath.Join(n.sparkDir(), eventLogDir))
+	}
+	n.a.files.start(ctx, asg, n.a.cfg.Host, n.sparkDir())
 	if asg.AuthSecret != "" {
 		// Spark reads the RPC secret from this variable: it stays in the
 		// processes' memory, out of files and command lines.

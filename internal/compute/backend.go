@@ -161,6 +161,9 @@ func (s *Service) assignmentFor(ctx context.Context, in Instance) (wire.Assignme
 		asg.SparkEnv = c.Spec.SparkEnvVars
 		asg.LocalDiskEncryption = c.Spec.EnableLocalDiskEncryption
 		asg.InitScripts = s.initScripts(ctx, c)
+		if dest, _ := logDestination(c.Spec.ClusterLogConf); dest != "" {
+			asg.LogDelivery = true
+		}
 		if len(c.Secret) > 0 {
 			secret, err := s.Secrets.Unwrap(ctx, c.Secret)
 			if err != nil {

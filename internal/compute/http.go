@@ -719,6 +719,8 @@ type ClusterDetails struct {
 	ClusterCores      float64            `json:"cluster_cores,omitempty"`
 	ClusterMemoryMB   int64              `json:"cluster_memory_mb,omitempty"`
 	Spec              *ClusterSpec       `json:"spec,omitempty"`
+	// ClusterLogStatus says when logs were last delivered (clusters/get).
+	ClusterLogStatus *LogSyncStatus `json:"cluster_log_status,omitempty"`
 }
 
 func (s *Service) details(c Cluster, insts []Instance) ClusterDetails {
@@ -799,6 +801,9 @@ func (s *Service) get(ctx context.Context, req *api.Request) (any, error) {
 		}
 		insts, err := instancesOf(tx, c.ID)
 		out = s.details(c, insts)
+		if err == nil {
+			out.ClusterLogStatus, err = logStatus(tx, c.ID)
+		}
 		return err
 	})
 	return out, err
@@ -861,7 +866,14 @@ func (s *Service) list(ctx context.Context, req *api.Request) (any, error) {
 			if lvl, _, err := s.Perms.Effective(tx, p, "clusters", c.ID); err != nil || lvl == permissions.None {
 				return err
 			}
-			out = append(out, s.details(c, insts[c.ID]))
+			d := s.details(c, insts[c.ID])
+			if len(c.Spec.ClusterLogConf) > 0 {
+				var err error
+				if d.ClusterLogStatus, err = logStatus(tx, c.ID); err != nil {
+					return err
+				}
+			}
+			out = append(out, d)
 			return nil
 		})
 	})

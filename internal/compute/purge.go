@@ -85,6 +85,9 @@ func (s *Service) purge(ctx context.Context) error {
 			if err := deleteIfPresent(tx, kindCluster, id); err != nil {
 				return err
 			}
+			if err := deleteIfPresent(tx, kindLogDelivery, id); err != nil {
+				return err
+			}
 		}
 		return nil
 	})

@@ -36,6 +36,11 @@ func (s *Service) Run(ctx context.Context) {
 	t := time.NewTicker(s.Tick)
 	defer t.Stop()
 	var lastSync, lastPurge time.Time
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.runLogDelivery(ctx)
+	}()
 	for {
 		if time.Since(lastSync) >= 5*time.Second {
 			s.syncProvider(ctx)
@@ -611,6 +616,9 @@ func (s *Service) removeCluster(ctx context.Context, w *world, id string) {
 			}
 		}
 		if err := permissions.Delete(tx, "clusters", id); err != nil {
+			return err
+		}
+		if err := deleteIfPresent(tx, kindLogDelivery, id); err != nil {
 			return err
 		}
 		return tx.Delete(kindCluster, id)

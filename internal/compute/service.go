@@ -103,6 +103,10 @@ type Service struct {
 	// LogDir keeps the logs agents stream (driver logs, init scripts,
 	// task output).
 	LogDir string
+	// LogSink receives clusters' delivered logs (cluster_log_conf, the
+	// region's DBFS); LogDeliveryEvery is how often (10 s by default).
+	LogSink          LogSink
+	LogDeliveryEvery time.Duration
 
 	// Now is the clock; Tick how often the reconciler runs.
 	Now  func() time.Time

@@ -159,6 +159,9 @@ func validateSpec(s ClusterSpec, cat Catalog, pool, driverPool *Pool) error {
 			return err
 		}
 	}
+	if _, err := logDestination(s.ClusterLogConf); err != nil {
+		return err
+	}
 	return nil
 }
 

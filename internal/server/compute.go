@@ -43,6 +43,7 @@ func (s *Server) buildCompute(orgID int64) error {
 			MaxWorkers: cc.MaxWorkers},
 		IntraClusterEncryption: cc.IntraClusterEncryption,
 		LogDir:                 filepath.Join(s.cfg.DataDir, "compute", "logs"),
+		LogSink:                s.DBFS,
 		LostAfter:              3*heartbeat + time.Second,
 	}
 	s.Compute.Init()

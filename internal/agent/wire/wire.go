@@ -84,6 +84,10 @@ type Assignment struct {
 	// LocalDiskEncryption encrypts the node's scratch data with a key the
 	// agent makes and keeps in memory.
 	LocalDiskEncryption bool `json:"local_disk_encryption,omitempty"`
+	// LogDelivery: the cluster delivers its logs (cluster_log_conf), so
+	// the node also ships its executors' output and the driver's Spark
+	// event logs.
+	LogDelivery bool `json:"log_delivery,omitempty"`
 }
 
 // InitScript is one script to run, with its origin for the event log.
