@@ -69,6 +69,9 @@ type SealResult struct {
 	LastSeq  int64          `json:"last_seq"`
 	LastTime int64          `json:"last_time"`
 	Assets   map[string]int `json:"assets"`
+	// Storage is the storage account's shipping state when sealed: the
+	// catch-up waits until its backlog is empty.
+	Storage *StorageSync `json:"storage,omitempty"`
 }
 
 // Seal closes the write gate (waiting for writes in flight) and stops the
@@ -101,6 +104,10 @@ func (r *Region) Seal(ctx context.Context) (SealResult, error) {
 		return res, err
 	}
 	res.Assets, err = CountAssets(ctx, r.cfg.Store)
+	if h := r.storageHooks(); h.Sync != nil {
+		ss := h.Sync()
+		res.Storage = &ss
+	}
 	return res, err
 }
 
@@ -249,6 +256,11 @@ func (r *Region) Promote(ctx context.Context, req PromoteRequest) (PromoteResult
 	r.state = next
 	r.mu.Unlock()
 	r.gate.Allow()
+	if h := r.storageHooks(); h.Promoted != nil {
+		if err := h.Promoted(ctx); err != nil {
+			r.event(ctx, "storage_not_reloaded", "the storage account did not reload after the promotion: %v", err)
+		}
+	}
 	if req.Planned {
 		r.event(ctx, "promoted", "promoted to lead epoch %d (planned): every change up to %d was applied", res.Epoch, applied)
 	} else {

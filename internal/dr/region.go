@@ -93,6 +93,8 @@ type Region struct {
 	// it last read this region's log, at followerAt.
 	followerApplied int64
 	followerAt      time.Time
+	// storage connects the storage account (storage.go).
+	storage StorageHooks
 
 	opMu sync.Mutex // one transition at a time
 	wake chan struct{}

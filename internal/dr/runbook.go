@@ -141,6 +141,7 @@ type Machine struct {
 	drainStart    time.Time
 	cancelled     bool
 	seal          *SealResult
+	storageWait   bool
 	promote       *PromoteResult
 	router        *RouterStatus
 	assetsBefore  map[string]int
@@ -459,15 +460,22 @@ func (m *Machine) sealStep(o Observation, now time.Time) Action {
 }
 
 func (m *Machine) catchUp(o Observation, now time.Time) Action {
+	if m.storageWait {
+		return m.storageCatchUp(o, now)
+	}
 	if o.Err == "" && o.Status.LastSeq >= m.seal.LastSeq {
 		m.assetsBefore = m.seal.Assets
 		m.assetsAfter = o.Status.Assets
 		if !maps.Equal(m.seal.Assets, o.Status.Assets) {
 			return m.fail(now, "asset counts differ after catch-up: %s has %v, %s has %v", m.Plan.From, m.seal.Assets, m.Plan.To, o.Status.Assets)
 		}
-		m.end(now, fmt.Sprintf("%s applied every change up to %d; asset counts match", m.Plan.To, m.seal.LastSeq))
-		m.begin("promote", now, "")
-		return m.act(Action{Kind: ActPromote, Region: m.Plan.To, Planned: true, ExpectSeq: m.seal.LastSeq})
+		if !storageCaughtUp(m.seal.Storage) {
+			// The metadata is there; the storage account's contents may
+			// still be on their way: wait for the sealed source's backlog.
+			m.storageWait = true
+			return m.act(Action{Kind: ActStatus, Region: m.Plan.From})
+		}
+		return m.caughtUp(now)
 	}
 	if now.After(m.deadline) {
 		got := "no answer"
@@ -477,6 +485,33 @@ func (m *Machine) catchUp(o Observation, now time.Time) Action {
 		return m.fail(now, "%s did not catch up with change %d within %s (%s)", m.Plan.To, m.seal.LastSeq, m.Plan.CatchUpTimeout, got)
 	}
 	return m.act(Action{Kind: ActStatus, Region: m.Plan.To, Assets: true, After: 50 * time.Millisecond})
+}
+
+// storageCatchUp waits until the sealed source's storage account has
+// shipped every change to the target (its Last Sync Time passes the seal).
+func (m *Machine) storageCatchUp(o Observation, now time.Time) Action {
+	if o.Err == "" && o.Status != nil && storageCaughtUp(o.Status.Storage) {
+		m.seal.Storage = o.Status.Storage
+		return m.caughtUp(now)
+	}
+	if now.After(m.deadline) {
+		got := "no answer"
+		if o.Err == "" && o.Status != nil && o.Status.Storage != nil {
+			got = fmt.Sprintf("%d changes not shipped", o.Status.Storage.Backlog)
+		}
+		return m.fail(now, "%s's storage account did not ship its contents to %s within %s (%s)", m.Plan.From, m.Plan.To, m.Plan.CatchUpTimeout, got)
+	}
+	return m.act(Action{Kind: ActStatus, Region: m.Plan.From, After: 50 * time.Millisecond})
+}
+
+func (m *Machine) caughtUp(now time.Time) Action {
+	detail := fmt.Sprintf("%s applied every change up to %d; asset counts match", m.Plan.To, m.seal.LastSeq)
+	if s := m.seal.Storage; s != nil && s.Geo {
+		detail += "; storage contents shipped"
+	}
+	m.end(now, detail)
+	m.begin("promote", now, "")
+	return m.act(Action{Kind: ActPromote, Region: m.Plan.To, Planned: true, ExpectSeq: m.seal.LastSeq})
 }
 
 func (m *Machine) promoteStep(o Observation, now time.Time) Action {

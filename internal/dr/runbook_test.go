@@ -247,6 +247,9 @@ func parseObservation(t *testing.T, where, rest string) Observation {
 			if _, ok := m["following"]; ok {
 				s.Replication = &ReplicationStatus{Leader: m["following"]}
 			}
+			if _, ok := m["storage"]; ok {
+				s.Storage = &StorageSync{Geo: true, Backlog: int(num("storage"))}
+			}
 			o.Status = s
 		case "drain":
 			o.Drain = &DrainResult{Role: Draining, ActiveWork: int(num("work")), Cancelled: int(num("cancelled"))}
@@ -254,6 +257,9 @@ func parseObservation(t *testing.T, where, rest string) Observation {
 			o.Seal = &SealResult{Role: Sealed, LastSeq: num("seq")}
 			if v, ok := m["assets"]; ok {
 				o.Seal.Assets = parseAssets(t, where, v)
+			}
+			if _, ok := m["storage"]; ok {
+				o.Seal.Storage = &StorageSync{Geo: true, Backlog: int(num("storage"))}
 			}
 		case "promote":
 			o.Promote = &PromoteResult{Epoch: num("epoch"), AppliedSeq: num("applied"), StartSeq: num("applied") + 1,

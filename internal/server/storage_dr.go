@@ -1,0 +1,61 @@
+package server
+
+import (
+	"context"
+
+	"github.com/tandemdata/tandem/internal/dr"
+	"github.com/tandemdata/tandem/internal/replication"
+	"github.com/tandemdata/tandem/internal/storage"
+	"github.com/tandemdata/tandem/internal/storage/account"
+)
+
+// storagePeering makes the peer region the secondary of the storage
+// account's geo-replication: shipments go to the peer's account (below
+// both accounts' encryption) only while this region leads, and a passive
+// region's new account takes its leader's account key before it first
+// opens, so what it receives reads as its own after a promotion.
+func (s *Server) storagePeering(o *account.Options) {
+	if s.peer == nil {
+		return
+	}
+	remote := replication.NewRemoteBackend(s.peer)
+	remote.AccountKey = func() string {
+		if s.StorageAccount == nil {
+			return ""
+		}
+		return s.StorageAccount.KeyID()
+	}
+	passive := func() bool { return !s.DR.Leads() }
+	o.Secondary = func(context.Context) (storage.Backend, error) { return remote, nil }
+	o.HoldShipping = passive
+	o.Pairing = &account.Pairing{
+		Passive:   passive,
+		AdoptKeys: func(ctx context.Context) error { return s.DR.AdoptPeerKeys(ctx, accountKeys) },
+		Leader:    replication.NewRemoteBackend(s.peer),
+		OnPaired:  func() { s.DR.ShareKeys(accountKeys...) },
+	}
+}
+
+// connectStorageDR lets the disaster-recovery side see the account's
+// shipping (status, the planned failover's catch-up) and reload it at
+// promotion.
+func (s *Server) connectStorageDR() {
+	if s.peer == nil {
+		return
+	}
+	acc := s.StorageAccount
+	s.DR.SetStorage(dr.StorageHooks{
+		Sync: func() dr.StorageSync {
+			g := acc.GeoStatus()
+			if g == nil {
+				return dr.StorageSync{}
+			}
+			ss := dr.StorageSync{Geo: true, Backlog: g.Backlog, Held: g.Held, LastError: g.LastError}
+			if g.HasLastSyncTime {
+				ss.LastSyncTime = g.LastSyncTime.UnixMilli()
+			}
+			return ss
+		},
+		Promoted: acc.Reload,
+	})
+}
