@@ -80,4 +80,3 @@ func decode(t *testing.T, s string) map[string]any {
 	}
 	return m
 }
-
