@@ -2,10 +2,13 @@ package compute
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/tandemdata/tandem/internal/compute/provider"
 	"github.com/tandemdata/tandem/internal/replication"
 	"github.com/tandemdata/tandem/internal/store"
 )
@@ -73,4 +76,58 @@ func ClusterPassivePosture(real json.RawMessage) (json.RawMessage, error) {
 	delete(doc, "waiting")
 	delete(doc, "release_first")
 	return json.Marshal(doc)
+}
+
+// ReleaseInstances deletes every instance of this region through the
+// provider and removes its records (closing its usage): a region that no
+// longer leads keeps no instances running, as its clusters read TERMINATED
+// once it follows. The disaster-recovery side calls it when the region
+// has become passive, when the reconciler (which runs only while the
+// region leads) has stopped. It returns how many instances it released.
+func (s *Service) ReleaseInstances(ctx context.Context) (int, error) {
+	var list []Instance
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		return store.ScanPrefix(tx, kindInstance, "", func(_ string, in Instance) error {
+			list = append(list, in)
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, in := range list {
+		if s.Provider != nil {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			err := s.Provider.Delete(cctx, in.ID)
+			cancel()
+			if err != nil && !errors.Is(err, provider.ErrNotFound) {
+				return n, fmt.Errorf("delete instance %s: %w", in.ID, err)
+			}
+		}
+		_, err := s.Store.Update(ctx, func(tx store.Tx) error {
+			cur, err := store.Get[Instance](tx, kindInstance, in.ID)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := closeUsage(tx, &cur, s.now()); err != nil {
+				return err
+			}
+			return tx.Delete(kindInstance, in.ID)
+		})
+		if err != nil {
+			return n, fmt.Errorf("remove instance record %s: %w", in.ID, err)
+		}
+		s.obs.forget(in.ID)
+		s.goneSet.Delete(in.ID)
+		s.asgCache.Delete(in.ID)
+		n++
+	}
+	if n > 0 {
+		s.Log.Warn("released this region's instances: it no longer leads", "instances", n)
+	}
+	return n, nil
 }

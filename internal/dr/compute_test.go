@@ -99,5 +99,12 @@ func TestPassiveRegionStartsNoComputeUntilPromoted(t *testing.T) {
 	if n := len(provs["secondary"].IDs()); n < 4 {
 		t.Errorf("the secondary runs %d instances, want the pool's 2 and the cluster's 2", n)
 	}
-	t.Logf("instances still running in the former primary (its reconciler stopped with its lead): %d", len(provs["primary"].IDs()))
+	// The former primary, now following, ran its instances down and shows
+	// its cluster as the passive posture has it.
+	waitFor(t, "the former primary to release its instances", 30*time.Second, func() bool { return len(provs["primary"].IDs()) == 0 })
+	waitFor(t, "the former primary to show the cluster as not running there", 20*time.Second, func() bool {
+		pc, err := w.Clusters.GetByClusterId(ctx, cl.ClusterId)
+		return err == nil && pc.State == compute.StateTerminated && pc.TerminationReason != nil &&
+			pc.TerminationReason.Code == compute.TerminationReasonCodeDisasterRecoveryReplication
+	})
 }

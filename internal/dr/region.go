@@ -95,6 +95,11 @@ type Region struct {
 	followerAt      time.Time
 	// storage connects the storage account (storage.go).
 	storage StorageHooks
+	// passiveHooks run once per epoch the region follows in (storage.go);
+	// guarded by runMu.
+	passiveHooks []func(context.Context) error
+	passiveDone  bool
+	passiveEpoch int64
 
 	opMu sync.Mutex // one transition at a time
 	wake chan struct{}
@@ -323,6 +328,7 @@ func (r *Region) converge(ctx context.Context) {
 			return
 		}
 		r.startFollowing(ctx)
+		r.runPassiveHooks(ctx, st.Epoch)
 	}
 }
 

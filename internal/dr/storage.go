@@ -51,6 +51,36 @@ func (r *Region) storageHooks() StorageHooks {
 	return r.storage
 }
 
+// WhenPassive adds work to do once each time the region has become passive
+// (its leader's loops stopped): compute releases the instances it ran
+// while it led. Call it before Run.
+func (r *Region) WhenPassive(fn func(context.Context) error) {
+	r.runMu.Lock()
+	defer r.runMu.Unlock()
+	r.passiveHooks = append(r.passiveHooks, fn)
+}
+
+// runPassiveHooks runs the hooks once per epoch the region follows in.
+func (r *Region) runPassiveHooks(ctx context.Context, epoch int64) {
+	r.runMu.Lock()
+	hooks, done := r.passiveHooks, r.passiveDone && r.passiveEpoch == epoch
+	r.runMu.Unlock()
+	if len(hooks) == 0 || done {
+		return
+	}
+	for _, fn := range hooks {
+		if err := fn(ctx); err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("disaster recovery: work on becoming passive not done yet", "err", err)
+			}
+			return
+		}
+	}
+	r.runMu.Lock()
+	r.passiveDone, r.passiveEpoch = true, epoch
+	r.runMu.Unlock()
+}
+
 // ShareKeys adds platform keys the follower adopts from its leader and
 // keeps in step (the storage account's KEKs, once the accounts are paired).
 func (r *Region) ShareKeys(names ...string) {

@@ -36,6 +36,15 @@ func (s *Server) storagePeering(o *account.Options) {
 	}
 }
 
+// releaseComputeWhenPassive stops the instances a region ran while it led,
+// once it follows its peer.
+func (s *Server) releaseComputeWhenPassive() {
+	s.DR.WhenPassive(func(ctx context.Context) error {
+		_, err := s.Compute.ReleaseInstances(ctx)
+		return err
+	})
+}
+
 // connectStorageDR lets the disaster-recovery side see the account's
 // shipping (status, the planned failover's catch-up) and reload it at
 // promotion.
@@ -43,6 +52,7 @@ func (s *Server) connectStorageDR() {
 	if s.peer == nil {
 		return
 	}
+	s.releaseComputeWhenPassive()
 	acc := s.StorageAccount
 	s.DR.SetStorage(dr.StorageHooks{
 		Sync: func() dr.StorageSync {
