@@ -40,6 +40,7 @@ type planFlags struct {
 	wait       time.Duration
 	noSmoke    bool
 	jsonOutput bool
+	clusters   bool
 }
 
 func (f *planFlags) add(cmd *cobra.Command) {
@@ -49,10 +50,12 @@ func (f *planFlags) add(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.wait, "timeout", 60*time.Second, "bound of each wait (catch-up, router switch)")
 	cmd.Flags().BoolVar(&f.noSmoke, "no-smoke", false, "skip the smoke job of the verification")
 	cmd.Flags().BoolVar(&f.jsonOutput, "json", false, "print the report as JSON")
+	cmd.Flags().BoolVar(&f.clusters, "start-clusters", false, "start, in the new active region, the clusters that were running in the former one (default: they stay terminated, as Databricks leaves them)")
 }
 
 func (f *planFlags) plan() dr.Plan {
-	return dr.Plan{MaxLag: f.maxLag, CancelRunning: f.cancel, DrainTimeout: f.drain, CatchUpTimeout: f.wait, Smoke: !f.noSmoke}
+	return dr.Plan{MaxLag: f.maxLag, CancelRunning: f.cancel, DrainTimeout: f.drain, CatchUpTimeout: f.wait, Smoke: !f.noSmoke,
+		StartClusters: f.clusters}
 }
 
 func signalContext() (context.Context, context.CancelFunc) {

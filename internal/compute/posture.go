@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tandemdata/tandem/internal/compute/provider"
+	"github.com/tandemdata/tandem/internal/principal"
 	"github.com/tandemdata/tandem/internal/replication"
 	"github.com/tandemdata/tandem/internal/store"
 )
@@ -130,4 +131,39 @@ func (s *Service) ReleaseInstances(ctx context.Context) (int, error) {
 		s.Log.Warn("released this region's instances: it no longer leads", "instances", n)
 	}
 	return n, nil
+}
+
+// StartFailedOver starts, as clusters/start would on behalf of the system,
+// every cluster a failover left terminated (termination reason
+// DISASTER_RECOVERY_REPLICATION): the runbook's --start-clusters policy.
+// Job clusters are left to their runs. It tries every cluster and returns
+// how many it started and the first error.
+func (s *Service) StartFailedOver(ctx context.Context) (int, error) {
+	var ids []string
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		return store.ScanPrefix(tx, kindCluster, "", func(id string, c Cluster) error {
+			if c.State == Terminated && c.Reason != nil && c.Reason.Code == FailoverReasonCode && c.Source != SourceJob && !c.PermanentDelete {
+				ids = append(ids, id)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var first error
+	for _, id := range ids {
+		if err := s.startCluster(ctx, principal.SystemPrincipal, id, ""); err != nil {
+			if first == nil {
+				first = fmt.Errorf("start cluster %s: %w", id, err)
+			}
+			continue
+		}
+		n++
+	}
+	if n > 0 {
+		s.Log.Info("started the clusters that ran in the former leading region", "clusters", n)
+	}
+	return n, first
 }

@@ -19,7 +19,8 @@ import (
 // while passive (the pool shows min_idle_instances 0, the cluster
 // TERMINATED because of disaster-recovery replication); after a planned
 // failover the pool fills to two in the secondary and the cluster, still
-// terminated, starts there with the same id.
+// terminated, starts there with the same id. A failback with the
+// --start-clusters policy starts it again in the primary.
 func TestPassiveRegionStartsNoComputeUntilPromoted(t *testing.T) {
 	provs := map[string]*agenttest.Provider{}
 	for _, r := range []string{"primary", "secondary"} {
@@ -107,4 +108,17 @@ func TestPassiveRegionStartsNoComputeUntilPromoted(t *testing.T) {
 		return err == nil && pc.State == compute.StateTerminated && pc.TerminationReason != nil &&
 			pc.TerminationReason.Code == compute.TerminationReasonCodeDisasterRecoveryReplication
 	})
+
+	// Failback with the --start-clusters policy: the cluster that runs in
+	// the secondary runs in the primary afterwards, and the secondary keeps
+	// no instance.
+	rep, err = o.Run(ctx, dr.Plan{Kind: dr.Failback, From: "secondary", To: "primary", StartClusters: true})
+	if err != nil || rep.Outcome != "succeeded" {
+		t.Fatalf("failback: %v %+v", err, rep)
+	}
+	back, err := w.Clusters.WaitGetClusterRunning(ctx, cl.ClusterId, 30*time.Second, nil)
+	if err != nil || back.ClusterId != cl.ClusterId {
+		t.Fatalf("the cluster after a failback that starts clusters: %+v %v", back, err)
+	}
+	waitFor(t, "the secondary to release its instances", 30*time.Second, func() bool { return len(provs["secondary"].IDs()) == 0 })
 }

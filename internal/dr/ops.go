@@ -152,6 +152,9 @@ type PromoteRequest struct {
 	// leader's last) to have been applied: nothing is lost.
 	Planned   bool  `json:"planned"`
 	ExpectSeq int64 `json:"expect_seq"`
+	// StartClusters starts the clusters that were running in the former
+	// leader once the region leads (they come back terminated).
+	StartClusters bool `json:"start_clusters,omitempty"`
 }
 
 // PromoteResult describes a promotion.
@@ -170,6 +173,10 @@ type PromoteResult struct {
 	// LeaderContact is when the former leader last answered (epoch ms).
 	LeaderContact int64 `json:"leader_contact,omitempty"`
 	Restored      int   `json:"restored_documents"`
+	// StartedClusters were started at the promotion (StartClusters);
+	// StartClustersError says why not all were.
+	StartedClusters    int    `json:"started_clusters,omitempty"`
+	StartClustersError string `json:"start_clusters_error,omitempty"`
 }
 
 // Promote makes this passive region lead a new epoch: it stops following,
@@ -259,6 +266,15 @@ func (r *Region) Promote(ctx context.Context, req PromoteRequest) (PromoteResult
 	if h := r.storageHooks(); h.Promoted != nil {
 		if err := h.Promoted(ctx); err != nil {
 			r.event(ctx, "storage_not_reloaded", "the storage account did not reload after the promotion: %v", err)
+		}
+	}
+	if req.StartClusters {
+		if start := r.clusterStarter(); start != nil {
+			n, err := start(ctx)
+			res.StartedClusters = n
+			if err != nil {
+				res.StartClustersError = err.Error()
+			}
 		}
 	}
 	if req.Planned {

@@ -100,6 +100,8 @@ type Region struct {
 	passiveHooks []func(context.Context) error
 	passiveDone  bool
 	passiveEpoch int64
+	// startClusters starts the former leader's clusters (storage.go).
+	startClusters func(context.Context) (int, error)
 
 	opMu sync.Mutex // one transition at a time
 	wake chan struct{}

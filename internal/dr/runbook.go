@@ -60,6 +60,10 @@ type Plan struct {
 	Force bool
 	// Smoke runs a smoke job in the new active region.
 	Smoke bool
+	// StartClusters starts, in the new active region, the clusters that were
+	// running in the former one (by default they stay terminated, as
+	// Databricks leaves them after a failover).
+	StartClusters bool
 }
 
 // ActionKind is one kind of I/O the orchestrator performs.
@@ -89,7 +93,10 @@ type Action struct {
 	Cancel    bool
 	Planned   bool
 	ExpectSeq int64
-	After     time.Duration
+	// StartClusters asks the promoted region to start the clusters that
+	// were running in the former leader (ActPromote).
+	StartClusters bool
+	After         time.Duration
 	// Reason says why the runbook ended (ActFail, or ActDone for a
 	// failover that was already done).
 	Reason string
@@ -412,7 +419,7 @@ func (m *Machine) lease(o Observation, now time.Time) Action {
 	m.end(now, "held by "+m.Plan.Holder)
 	if m.Plan.Kind == UnplannedFailover {
 		m.begin("promote", now, "")
-		return m.act(Action{Kind: ActPromote, Region: m.Plan.To})
+		return m.act(Action{Kind: ActPromote, Region: m.Plan.To, StartClusters: m.Plan.StartClusters})
 	}
 	m.begin("drain", now, "")
 	m.drainStart = now
@@ -511,7 +518,7 @@ func (m *Machine) caughtUp(now time.Time) Action {
 	}
 	m.end(now, detail)
 	m.begin("promote", now, "")
-	return m.act(Action{Kind: ActPromote, Region: m.Plan.To, Planned: true, ExpectSeq: m.seal.LastSeq})
+	return m.act(Action{Kind: ActPromote, Region: m.Plan.To, Planned: true, ExpectSeq: m.seal.LastSeq, StartClusters: m.Plan.StartClusters})
 }
 
 func (m *Machine) promoteStep(o Observation, now time.Time) Action {
@@ -538,6 +545,12 @@ func (m *Machine) promoteStep(o Observation, now time.Time) Action {
 	}
 	if p.LostChanges > 0 {
 		detail += fmt.Sprintf("; %d changes (%d..%d) the former leader had were not received", p.LostChanges, p.AppliedSeq+1, p.LeaderSeq)
+	}
+	if p.StartedClusters > 0 {
+		detail += fmt.Sprintf("; %d clusters that ran in %s started", p.StartedClusters, m.Plan.From)
+	}
+	if p.StartClustersError != "" {
+		m.warn("clusters not started: " + p.StartClustersError)
 	}
 	m.end(now, detail)
 	if !m.Plan.Router {

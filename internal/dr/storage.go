@@ -81,6 +81,20 @@ func (r *Region) runPassiveHooks(ctx context.Context, epoch int64) {
 	r.runMu.Unlock()
 }
 
+// SetClusterStarter sets how a promotion starts the clusters that were
+// running in the former leader (Plan.StartClusters). Call it before Run.
+func (r *Region) SetClusterStarter(fn func(context.Context) (int, error)) {
+	r.runMu.Lock()
+	defer r.runMu.Unlock()
+	r.startClusters = fn
+}
+
+func (r *Region) clusterStarter() func(context.Context) (int, error) {
+	r.runMu.Lock()
+	defer r.runMu.Unlock()
+	return r.startClusters
+}
+
 // ShareKeys adds platform keys the follower adopts from its leader and
 // keeps in step (the storage account's KEKs, once the accounts are paired).
 func (r *Region) ShareKeys(names ...string) {

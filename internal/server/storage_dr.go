@@ -53,6 +53,7 @@ func (s *Server) connectStorageDR() {
 		return
 	}
 	s.releaseComputeWhenPassive()
+	s.DR.SetClusterStarter(s.Compute.StartFailedOver)
 	acc := s.StorageAccount
 	s.DR.SetStorage(dr.StorageHooks{
 		Sync: func() dr.StorageSync {
