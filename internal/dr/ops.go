@@ -264,7 +264,7 @@ func (r *Region) Promote(ctx context.Context, req PromoteRequest) (PromoteResult
 	r.mu.Unlock()
 	r.gate.Allow()
 	if h := r.storageHooks(); h.Promoted != nil {
-		if err := h.Promoted(ctx); err != nil {
+		if err := h.Promoted(ctx, req.Planned); err != nil {
 			r.event(ctx, "storage_not_reloaded", "the storage account did not reload after the promotion: %v", err)
 		}
 	}

@@ -34,8 +34,10 @@ type StorageHooks struct {
 	// Sync reports the account's geo-replication (nil: no account).
 	Sync func() StorageSync
 	// Promoted runs after a promotion has opened the gate (the account
-	// reloads the settings and key records its leader replicated).
-	Promoted func(ctx context.Context) error
+	// reloads the settings and key records its leader replicated); planned
+	// says the former leader still answers (its keys can be fetched once
+	// more).
+	Promoted func(ctx context.Context, planned bool) error
 }
 
 // SetStorage connects the storage account. Call it before Run.
@@ -105,6 +107,13 @@ func (r *Region) ShareKeys(names ...string) {
 			r.cfg.SharedKeys = append(r.cfg.SharedKeys, n)
 		}
 	}
+}
+
+// SharesKeys reports whether the follower keeps the named key in step.
+func (r *Region) SharesKeys(name string) bool {
+	r.runMu.Lock()
+	defer r.runMu.Unlock()
+	return slices.Contains(r.cfg.SharedKeys, name)
 }
 
 // AdoptPeerKeys fetches the named keys from the peer (sealed end to end)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"time"
 
 	"github.com/tandemdata/tandem/internal/dr"
 	"github.com/tandemdata/tandem/internal/replication"
@@ -67,6 +68,18 @@ func (s *Server) connectStorageDR() {
 			}
 			return ss
 		},
-		Promoted: acc.Reload,
+		Promoted: func(ctx context.Context, planned bool) error {
+			if planned && s.DR.SharesKeys(accountKeys[0]) {
+				// A rotation on the former leader since the last refresh
+				// would leave the key records unopenable here.
+				kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				err := s.DR.AdoptPeerKeys(kctx, accountKeys)
+				cancel()
+				if err != nil {
+					s.log.Warn("storage: the former leader's account keys were not fetched again before the reload", "err", err)
+				}
+			}
+			return acc.Reload(ctx)
+		},
 	})
 }
