@@ -146,10 +146,26 @@ func printStatus(st dr.Status) {
 	if st.Rejoin != nil {
 		line += "  rejoining " + st.Rejoin.Leader
 	}
+	if g := st.Storage; g != nil && g.Geo {
+		line += storageLine(*g)
+	}
 	fmt.Println(line)
 	if f := st.LastFence; f != nil && f.SetAside != nil {
 		fmt.Printf("%-10s set aside %d changes (%d..%d) on its return at epoch %d: %s\n", "", f.SetAside.Changes, f.SetAside.FromSeq, f.SetAside.ToSeq, f.ToEpoch, f.SetAside.File)
 	}
+}
+
+// storageLine is the storage account's geo-replication in a status line.
+func storageLine(g dr.StorageSync) string {
+	switch {
+	case g.Held:
+		return fmt.Sprintf("  storage: holds %d (passive)", g.Backlog)
+	case g.LastError != "" && g.Backlog > 0:
+		return fmt.Sprintf("  storage: %d to ship, failing: %s", g.Backlog, g.LastError)
+	case g.Backlog > 0:
+		return fmt.Sprintf("  storage: %d to ship", g.Backlog)
+	}
+	return "  storage: shipped"
 }
 
 func printJSON(v any) error {
