@@ -11,6 +11,7 @@ import (
 
 	"github.com/tandemdata/tandem/internal/dr"
 	"github.com/tandemdata/tandem/internal/server/servertest"
+	"github.com/tandemdata/tandem/internal/storage/account"
 )
 
 func putDBFS(t *testing.T, srv *servertest.Server, path string, data []byte) {
@@ -101,4 +102,26 @@ func TestStorageContentsFollowFailoverAndFailback(t *testing.T) {
 	// Writes after failback ship again to the secondary.
 	putDBFS(t, p.Primary, "/data/after.txt", []byte("after"))
 	waitStorageShipped(t, p.Primary)
+}
+
+// TestPassiveAccountFollowsTheLeadersSettings: a settings change on the
+// leader's account (read access to the secondary turned on) reaches the
+// passive region's account, which reloads with it.
+func TestPassiveAccountFollowsTheLeadersSettings(t *testing.T) {
+	p := servertest.StartPair(t)
+	set := p.Primary.StorageAccount.Settings()
+	set.Redundancy = account.RAGRS
+	if _, err := p.Primary.StorageAccount.Update(ctx, set, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the passive account to reload with RA-GRS", 20*time.Second, func() bool {
+		return p.Secondary.StorageAccount.Settings().Redundancy == account.RAGRS
+	})
+	// Still paired, and shipping still held while passive.
+	if a, b := p.Primary.StorageAccount.KeyID(), p.Secondary.StorageAccount.KeyID(); a != b {
+		t.Errorf("account keys differ after the reload: %s and %s", a, b)
+	}
+	if s := status(t, p.Secondary).Storage; s == nil || !s.Held {
+		t.Errorf("the passive secondary's storage after the reload: %+v", s)
+	}
 }

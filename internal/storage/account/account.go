@@ -575,6 +575,14 @@ func (a *Account) Run(ctx context.Context) {
 	a.startLoopsLocked()
 	a.mu.RUnlock()
 	a.loopMu.Unlock()
+	if a.opts.Pairing != nil && !a.opts.ReadOnly {
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() {
+			defer close(done)
+			a.followSettings(ctx, 5*time.Second)
+		}()
+	}
 	for {
 		select {
 		case <-a.convDone:

@@ -75,7 +75,11 @@ func (a *Account) pair(ctx context.Context, set Settings) error {
 	own, err := recordKeyID(ctx, prim)
 	switch {
 	case err == nil:
-		leader, lerr := recordKeyID(lctx, p.Leader)
+		// A restart: the peer may be down (this region may be the
+		// survivor), so ask briefly.
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		leader, lerr := recordKeyID(cctx, p.Leader)
+		cancel()
 		if lerr != nil {
 			a.opts.Log.Info("storage pairing: the peer's account key is not known now", "err", lerr)
 			return nil
@@ -170,6 +174,43 @@ func (r replica) Delete(ctx context.Context, name string) error {
 
 func (r replica) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
 	return r.prim().List(ctx, prefix, fn)
+}
+
+// followSettings reloads a passive region's account when the settings its
+// leader replicated change (checked every interval): reads it serves then
+// use the leader's current layers. A leading region's settings change only
+// through Update.
+func (a *Account) followSettings(ctx context.Context, interval time.Duration) {
+	p := a.opts.Pairing
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !p.Passive() {
+			continue
+		}
+		var stored Settings
+		err := a.opts.Store.View(ctx, func(tx store.Tx) error {
+			var err error
+			stored, err = store.Get[Settings](tx, Kind, a.opts.Name)
+			return err
+		})
+		a.mu.RLock()
+		changed := err == nil && stored.Updated != a.set.Updated
+		a.mu.RUnlock()
+		if !changed {
+			continue
+		}
+		if err := a.Reload(ctx); err != nil && ctx.Err() == nil {
+			a.opts.Log.Warn("storage: the leader's new settings did not load here yet", "err", err)
+		} else if err == nil {
+			a.opts.Log.Info("storage: reloaded with the leader's new settings")
+		}
+	}
 }
 
 // Reload rebuilds the account from its stored settings and key records,
