@@ -125,3 +125,53 @@ func TestPassiveAccountFollowsTheLeadersSettings(t *testing.T) {
 		t.Errorf("the passive secondary's storage after the reload: %+v", s)
 	}
 }
+
+// TestFailbackAfterAnOutageCarriesStorageBack: the primary is lost, the
+// secondary is promoted and takes DBFS files and a notebook while its peer is
+// down; the primary returns, rejoins, and a failback brings the files back
+// to it whole.
+func TestFailbackAfterAnOutageCarriesStorageBack(t *testing.T) {
+	p := servertest.StartPair(t)
+	before := []byte("written before the outage")
+	putDBFS(t, p.Primary, "/data/before.txt", before)
+	waitCaughtUp(t, p)
+	waitStorageShipped(t, p.Primary)
+	p.Primary.Close()
+
+	o := orchestrator(t, map[string]*servertest.Server{"primary": p.Primary, "secondary": p.Secondary}, nil)
+	rep, err := o.Run(ctx, dr.Plan{Kind: dr.UnplannedFailover, From: "primary", To: "secondary", Force: true})
+	if err != nil || rep.Outcome != "succeeded" {
+		t.Fatalf("unplanned failover: %v %+v", err, rep)
+	}
+	if got := readDBFS(t, p.Secondary, "/data/before.txt", 100); !bytes.Equal(got, before) {
+		t.Errorf("the file written before the outage, in the secondary: %q", got)
+	}
+	during := make([]byte, 1<<20)
+	rand.Read(during)
+	putDBFS(t, p.Secondary, "/data/during.bin", during)
+	must(t, importNotebook(t, p.Secondary, "/Shared/during", "print('during')"), "import in the secondary")
+	wantSrc, wantID := exportNotebook(t, p.Secondary, "/Shared/during")
+	time.Sleep(time.Second) // shipments to the lost primary fail and back off
+
+	prim := servertest.Start(t, p.PrimaryOpts...)
+	waitFor(t, "the former primary to rejoin", 20*time.Second, func() bool {
+		st := status(t, prim)
+		return st.Role == dr.Passive && st.Rejoin == nil
+	})
+	start := time.Now()
+	o = orchestrator(t, map[string]*servertest.Server{"primary": prim, "secondary": p.Secondary}, nil)
+	rep, err = o.Run(ctx, dr.Plan{Kind: dr.Failback, From: "secondary", To: "primary"})
+	if err != nil || rep.Outcome != "succeeded" {
+		t.Fatalf("failback: %v %+v", err, rep)
+	}
+	t.Logf("failback after the outage took %s", time.Since(start).Round(time.Millisecond))
+	if got := readDBFS(t, prim, "/data/during.bin", len(during)); !bytes.Equal(got, during) {
+		t.Errorf("the file written during the outage, after failback: %d bytes", len(got))
+	}
+	if gotSrc, gotID := exportNotebook(t, prim, "/Shared/during"); gotSrc != wantSrc || gotID != wantID {
+		t.Errorf("the notebook written during the outage, after failback: id %v %q", gotID, gotSrc)
+	}
+	if got := readDBFS(t, prim, "/data/before.txt", 100); !bytes.Equal(got, before) {
+		t.Errorf("the file written before the outage, after failback: %q", got)
+	}
+}

@@ -255,7 +255,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	// its encryption (internal/storage/account/pair.go).
 	s.Replication = &replication.Service{Store: s.RawStore, Peer: s.peer, Keys: s.Keys, SharedKeys: append(append([]string(nil), sharedKeys...), accountKeys...),
 		Objects: s.StorageAccount.Replica(), ObjectsKey: s.StorageAccount.KeyID,
-		Self: s.DR.LeaderInfo, Follower: s.DR.PeerFollower, Log: log.With("component", "replication")}
+		Self: s.DR.LeaderInfo, Follower: s.peerFollows, Log: log.With("component", "replication")}
 	s.connectStorageDR()
 	s.Metrics.MustRegister(s.DR.Collector())
 

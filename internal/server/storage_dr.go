@@ -46,6 +46,14 @@ func (s *Server) releaseComputeWhenPassive() {
 	})
 }
 
+// peerFollows learns of each call of the peer region: the disaster-recovery
+// side learns its epoch and progress, and the storage account, whose
+// shipments to the peer may be backing off after an outage, retries now.
+func (s *Server) peerFollows(region string, epoch, applied int64) {
+	s.DR.PeerFollower(region, epoch, applied)
+	s.StorageAccount.RetryShipping()
+}
+
 // connectStorageDR lets the disaster-recovery side see the account's
 // shipping (status, the planned failover's catch-up) and reload it at
 // promotion.

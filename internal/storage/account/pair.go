@@ -133,6 +133,14 @@ func (a *Account) pair(ctx context.Context, set Settings) error {
 	return nil
 }
 
+// RetryShipping makes geo-replication retry a failed shipment now (the
+// secondary is known to be reachable again).
+func (a *Account) RetryShipping() {
+	if g := a.current().geo; g != nil {
+		g.Retry()
+	}
+}
+
 // KeyID is the id of the account key (not secret: it names the key).
 func (a *Account) KeyID() string { return a.current().svc.KeyInfo().KeyID }
 

@@ -45,6 +45,8 @@ type Layer struct {
 	log                *slog.Logger
 	now                func() time.Time
 	hold               func() bool
+	// retry cuts a backoff wait short (Retry).
+	retry chan struct{}
 
 	mu          sync.Mutex
 	lastErr     string
@@ -82,7 +84,7 @@ func Open(cfg Config) (*Layer, error) {
 		return nil, err
 	}
 	return &Layer{primary: cfg.Primary, secondary: cfg.Secondary, j: j, ra: cfg.ReadAccess,
-		minB: cfg.MinBackoff, maxB: cfg.MaxBackoff, workers: cfg.Workers, log: cfg.Log, now: cfg.Now, hold: cfg.Hold}, nil
+		minB: cfg.MinBackoff, maxB: cfg.MaxBackoff, workers: cfg.Workers, log: cfg.Log, now: cfg.Now, hold: cfg.Hold, retry: make(chan struct{}, 1)}, nil
 }
 
 // Close closes the journal. Run must have returned.
@@ -253,6 +255,7 @@ func (l *Layer) Run(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-time.After(wait):
+			case <-l.retry:
 			}
 			continue
 		}
@@ -267,6 +270,16 @@ func (l *Layer) Run(ctx context.Context) {
 			l.initialSync = false
 		}
 		l.mu.Unlock()
+	}
+}
+
+// Retry makes a shipper that backs off after failures try again now: the
+// secondary is known to be back (a disaster-recovery peer that follows
+// again after an outage), so the backlog need not wait out the backoff.
+func (l *Layer) Retry() {
+	select {
+	case l.retry <- struct{}{}:
+	default:
 	}
 }
 
