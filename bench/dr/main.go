@@ -6,6 +6,8 @@
 //   - the replication lag while the primary takes the writes: the time from a
 //     write's answer until the secondary serves it (every 10th write is
 //     watched), and the lag the secondary reports in its status;
+//   - the storage account's geo-replication to the secondary: the time from a
+//     DBFS file's upload until the secondary serves its last bytes;
 //   - a planned failover and a failback under the same load, with zero
 //     data loss checked write by write;
 //   - an unplanned failover after kill -9 of the active region: detection,
@@ -16,7 +18,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -42,6 +46,8 @@ func main() {
 		rate     = flag.Int("rate", 200, "metadata writes per second through the workspace URL")
 		duration = flag.Duration("duration", 30*time.Second, "length of the lag measurement")
 		writers  = flag.Int("writers", 16, "concurrent writers")
+		files    = flag.Int("files", 40, "DBFS files uploaded to measure the storage account's geo-replication")
+		fileSize = flag.Int("file-size", 1<<20, "size of each DBFS file (at most 1 MiB: one dbfs/put)")
 	)
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "tandem-bench-dr-")
@@ -84,6 +90,13 @@ func main() {
 	fmt.Printf("  lag reported by the secondary's status (%d samples every 20 ms): p50 %s  p99 %s  max %s\n", len(gauge), pct(gauge, 50), pct(gauge, 99), pct(gauge, 100))
 	fmt.Printf("  write latency through the router: p50 %s  p99 %s\n\n", pct(acks, 50), pct(acks, 99))
 
+	// 1b. Storage contents: DBFS files, through the storage account's
+	// geo-replication (blocks) and the change log (metadata).
+	fileLag, filePaths, fileData, took := b.files(*files, *fileSize)
+	fmt.Printf("Storage contents: %d DBFS files of %d KiB uploaded one after another through the workspace URL in %s (%.1f MB/s)\n",
+		len(filePaths), *fileSize>>10, took.Round(time.Millisecond), float64(len(filePaths)*(*fileSize))/took.Seconds()/1e6)
+	fmt.Printf("  upload answered -> last bytes served by the secondary: p50 %s  p99 %s  max %s\n\n", pct(fileLag, 50), pct(fileLag, 99), pct(fileLag, 100))
+
 	// 2. Planned failover and failback under load, nothing lost.
 	for _, cmd := range [][]string{{"failover", "--planned"}, {"failback"}} {
 		load := b.startLoad(*rate, *writers, false)
@@ -95,6 +108,10 @@ func main() {
 		fmt.Printf("%s %s -> %s under %.0f writes/s: %s in %.3fs (command %.3fs)\n", rep.Kind, rep.From, rep.To, load.achievedRate(), rep.Outcome, rep.Seconds, wall.Seconds())
 		fmt.Printf("  writes unavailable (drain until the URL reaches the new leader) %.3fs; %d changes lost; %d of %d acknowledged writes missing in %s; %d client errors\n",
 			rep.RTOSeconds, rep.LostChanges, missing, load.acked.Load(), rep.To, load.errors.Load())
+		if cmd[0] == "failover" {
+			bad := b.filesMissing(rep.To, filePaths, fileData)
+			fmt.Printf("  DBFS files not served whole by %s after the failover: %d of %d\n", rep.To, bad, len(filePaths))
+		}
 		steps(rep)
 	}
 
@@ -307,6 +324,85 @@ func (l *load) firstAckAfter(t time.Time, limit time.Duration) time.Duration {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return limit
+}
+
+// files uploads n DBFS files through the workspace URL, one after another,
+// and measures, for each, the time from the upload's answer until the
+// secondary serves its last bytes (polled every 5 ms).
+func (b *bench) files(n, size int) ([]time.Duration, []string, map[string][]byte, time.Duration) {
+	sec := b.d.Regions[1]
+	var mu sync.Mutex
+	var lags []time.Duration
+	var wg sync.WaitGroup
+	var paths []string
+	data := map[string][]byte{}
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		buf := make([]byte, size)
+		rand.Read(buf)
+		p := fmt.Sprintf("/bench/file-%04d.bin", i)
+		code, body, err := call(b.router, b.d.AdminToken, "POST", b.d.Router.URL+"/api/2.0/dbfs/put",
+			map[string]any{"path": p, "overwrite": true, "contents": base64.StdEncoding.EncodeToString(buf)})
+		if err != nil || code != 200 {
+			log.Fatalf("dbfs put %s: %d %v %s", p, code, err, body)
+		}
+		acked := time.Now()
+		paths, data[p] = append(paths, p), buf
+		tail := buf[len(buf)-16:]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(acked) < 30*time.Second {
+				if bytes.Equal(b.readTail(sec, p, size), tail) {
+					mu.Lock()
+					lags = append(lags, time.Since(acked))
+					mu.Unlock()
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	took := time.Since(start)
+	wg.Wait()
+	return lags, paths, data, took
+}
+
+// readTail reads a DBFS file's last 16 bytes from a region.
+func (b *bench) readTail(r dr.DeploymentRegion, path string, size int) []byte {
+	code, body, err := call(b.regions[r.Name], b.d.AdminToken, "GET", fmt.Sprintf("%s/api/2.0/dbfs/read?path=%s&offset=%d&length=16", r.URL, path, size-16), nil)
+	if err != nil || code != 200 {
+		return nil
+	}
+	var out struct {
+		Data string `json:"data"`
+	}
+	json.Unmarshal(body, &out)
+	got, _ := base64.StdEncoding.DecodeString(out.Data)
+	return got
+}
+
+// filesMissing counts the files a region does not serve whole.
+func (b *bench) filesMissing(region string, paths []string, data map[string][]byte) int {
+	var r dr.DeploymentRegion
+	for _, x := range b.d.Regions {
+		if x.Name == region {
+			r = x
+		}
+	}
+	n := 0
+	for _, p := range paths {
+		code, body, err := call(b.regions[region], b.d.AdminToken, "GET", fmt.Sprintf("%s/api/2.0/dbfs/read?path=%s&length=%d", r.URL, p, len(data[p])), nil)
+		var out struct {
+			Data string `json:"data"`
+		}
+		json.Unmarshal(body, &out)
+		got, _ := base64.StdEncoding.DecodeString(out.Data)
+		if err != nil || code != 200 || !bytes.Equal(got, data[p]) {
+			n++
+		}
+	}
+	return n
 }
 
 // sampleLag reads a region's reported lag every 20 ms for d.

@@ -40,6 +40,7 @@ type planFlags struct {
 	wait       time.Duration
 	noSmoke    bool
 	jsonOutput bool
+	clusters   bool
 }
 
 func (f *planFlags) add(cmd *cobra.Command) {
@@ -49,10 +50,12 @@ func (f *planFlags) add(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.wait, "timeout", 60*time.Second, "bound of each wait (catch-up, router switch)")
 	cmd.Flags().BoolVar(&f.noSmoke, "no-smoke", false, "skip the smoke job of the verification")
 	cmd.Flags().BoolVar(&f.jsonOutput, "json", false, "print the report as JSON")
+	cmd.Flags().BoolVar(&f.clusters, "start-clusters", false, "start, in the new active region, the clusters that were running in the former one (default: they stay terminated, as Databricks leaves them)")
 }
 
 func (f *planFlags) plan() dr.Plan {
-	return dr.Plan{MaxLag: f.maxLag, CancelRunning: f.cancel, DrainTimeout: f.drain, CatchUpTimeout: f.wait, Smoke: !f.noSmoke}
+	return dr.Plan{MaxLag: f.maxLag, CancelRunning: f.cancel, DrainTimeout: f.drain, CatchUpTimeout: f.wait, Smoke: !f.noSmoke,
+		StartClusters: f.clusters}
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
@@ -143,10 +146,26 @@ func printStatus(st dr.Status) {
 	if st.Rejoin != nil {
 		line += "  rejoining " + st.Rejoin.Leader
 	}
+	if g := st.Storage; g != nil && g.Geo {
+		line += storageLine(*g)
+	}
 	fmt.Println(line)
 	if f := st.LastFence; f != nil && f.SetAside != nil {
 		fmt.Printf("%-10s set aside %d changes (%d..%d) on its return at epoch %d: %s\n", "", f.SetAside.Changes, f.SetAside.FromSeq, f.SetAside.ToSeq, f.ToEpoch, f.SetAside.File)
 	}
+}
+
+// storageLine is the storage account's geo-replication in a status line.
+func storageLine(g dr.StorageSync) string {
+	switch {
+	case g.Held:
+		return fmt.Sprintf("  storage: holds %d (passive)", g.Backlog)
+	case g.LastError != "" && g.Backlog > 0:
+		return fmt.Sprintf("  storage: %d to ship, failing: %s", g.Backlog, g.LastError)
+	case g.Backlog > 0:
+		return fmt.Sprintf("  storage: %d to ship", g.Backlog)
+	}
+	return "  storage: shipped"
 }
 
 func printJSON(v any) error {

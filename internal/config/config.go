@@ -274,6 +274,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Storage.Redundancy == "" {
 		c.Storage.Redundancy = "LRS"
+		if c.DR.PeerURL() != "" {
+			// With a peer region, the account's geo-replication is what
+			// carries its contents there (docs/dr.md).
+			c.Storage.Redundancy = "GRS"
+		}
 	}
 	switch strings.ToUpper(c.Storage.Redundancy) {
 	case "LRS", "ZRS", "GRS", "GZRS", "RA-GRS", "RA-GZRS":

@@ -69,6 +69,9 @@ type SealResult struct {
 	LastSeq  int64          `json:"last_seq"`
 	LastTime int64          `json:"last_time"`
 	Assets   map[string]int `json:"assets"`
+	// Storage is the storage account's shipping state when sealed: the
+	// catch-up waits until its backlog is empty.
+	Storage *StorageSync `json:"storage,omitempty"`
 }
 
 // Seal closes the write gate (waiting for writes in flight) and stops the
@@ -101,6 +104,10 @@ func (r *Region) Seal(ctx context.Context) (SealResult, error) {
 		return res, err
 	}
 	res.Assets, err = CountAssets(ctx, r.cfg.Store)
+	if h := r.storageHooks(); h.Sync != nil {
+		ss := h.Sync()
+		res.Storage = &ss
+	}
 	return res, err
 }
 
@@ -145,6 +152,9 @@ type PromoteRequest struct {
 	// leader's last) to have been applied: nothing is lost.
 	Planned   bool  `json:"planned"`
 	ExpectSeq int64 `json:"expect_seq"`
+	// StartClusters starts the clusters that were running in the former
+	// leader once the region leads (they come back terminated).
+	StartClusters bool `json:"start_clusters,omitempty"`
 }
 
 // PromoteResult describes a promotion.
@@ -163,6 +173,10 @@ type PromoteResult struct {
 	// LeaderContact is when the former leader last answered (epoch ms).
 	LeaderContact int64 `json:"leader_contact,omitempty"`
 	Restored      int   `json:"restored_documents"`
+	// StartedClusters were started at the promotion (StartClusters);
+	// StartClustersError says why not all were.
+	StartedClusters    int    `json:"started_clusters,omitempty"`
+	StartClustersError string `json:"start_clusters_error,omitempty"`
 }
 
 // Promote makes this passive region lead a new epoch: it stops following,
@@ -249,6 +263,20 @@ func (r *Region) Promote(ctx context.Context, req PromoteRequest) (PromoteResult
 	r.state = next
 	r.mu.Unlock()
 	r.gate.Allow()
+	if h := r.storageHooks(); h.Promoted != nil {
+		if err := h.Promoted(ctx, req.Planned); err != nil {
+			r.event(ctx, "storage_not_reloaded", "the storage account did not reload after the promotion: %v", err)
+		}
+	}
+	if req.StartClusters {
+		if start := r.clusterStarter(); start != nil {
+			n, err := start(ctx)
+			res.StartedClusters = n
+			if err != nil {
+				res.StartClustersError = err.Error()
+			}
+		}
+	}
 	if req.Planned {
 		r.event(ctx, "promoted", "promoted to lead epoch %d (planned): every change up to %d was applied", res.Epoch, applied)
 	} else {

@@ -167,7 +167,7 @@ func (o *Orchestrator) do(ctx context.Context, a Action, timeout time.Duration, 
 	case ActResume:
 		obs.Err = errStr(r.Resume(cctx))
 	case ActPromote:
-		p, err := r.Promote(cctx, PromoteRequest{Planned: a.Planned, ExpectSeq: a.ExpectSeq})
+		p, err := r.Promote(cctx, PromoteRequest{Planned: a.Planned, ExpectSeq: a.ExpectSeq, StartClusters: a.StartClusters})
 		obs.Promote, obs.Err = &p, errStr(err)
 	case ActSmoke:
 		s, err := r.Smoke(cctx)

@@ -93,6 +93,15 @@ type Region struct {
 	// it last read this region's log, at followerAt.
 	followerApplied int64
 	followerAt      time.Time
+	// storage connects the storage account (storage.go).
+	storage StorageHooks
+	// passiveHooks run once per epoch the region follows in (storage.go);
+	// guarded by runMu.
+	passiveHooks []func(context.Context) error
+	passiveDone  bool
+	passiveEpoch int64
+	// startClusters starts the former leader's clusters (storage.go).
+	startClusters func(context.Context) (int, error)
 
 	opMu sync.Mutex // one transition at a time
 	wake chan struct{}
@@ -321,6 +330,7 @@ func (r *Region) converge(ctx context.Context) {
 			return
 		}
 		r.startFollowing(ctx)
+		r.runPassiveHooks(ctx, st.Epoch)
 	}
 }
 

@@ -60,6 +60,10 @@ type Plan struct {
 	Force bool
 	// Smoke runs a smoke job in the new active region.
 	Smoke bool
+	// StartClusters starts, in the new active region, the clusters that were
+	// running in the former one (by default they stay terminated, as
+	// Databricks leaves them after a failover).
+	StartClusters bool
 }
 
 // ActionKind is one kind of I/O the orchestrator performs.
@@ -89,7 +93,10 @@ type Action struct {
 	Cancel    bool
 	Planned   bool
 	ExpectSeq int64
-	After     time.Duration
+	// StartClusters asks the promoted region to start the clusters that
+	// were running in the former leader (ActPromote).
+	StartClusters bool
+	After         time.Duration
 	// Reason says why the runbook ended (ActFail, or ActDone for a
 	// failover that was already done).
 	Reason string
@@ -141,6 +148,7 @@ type Machine struct {
 	drainStart    time.Time
 	cancelled     bool
 	seal          *SealResult
+	storageWait   bool
 	promote       *PromoteResult
 	router        *RouterStatus
 	assetsBefore  map[string]int
@@ -411,7 +419,7 @@ func (m *Machine) lease(o Observation, now time.Time) Action {
 	m.end(now, "held by "+m.Plan.Holder)
 	if m.Plan.Kind == UnplannedFailover {
 		m.begin("promote", now, "")
-		return m.act(Action{Kind: ActPromote, Region: m.Plan.To})
+		return m.act(Action{Kind: ActPromote, Region: m.Plan.To, StartClusters: m.Plan.StartClusters})
 	}
 	m.begin("drain", now, "")
 	m.drainStart = now
@@ -459,15 +467,22 @@ func (m *Machine) sealStep(o Observation, now time.Time) Action {
 }
 
 func (m *Machine) catchUp(o Observation, now time.Time) Action {
+	if m.storageWait {
+		return m.storageCatchUp(o, now)
+	}
 	if o.Err == "" && o.Status.LastSeq >= m.seal.LastSeq {
 		m.assetsBefore = m.seal.Assets
 		m.assetsAfter = o.Status.Assets
 		if !maps.Equal(m.seal.Assets, o.Status.Assets) {
 			return m.fail(now, "asset counts differ after catch-up: %s has %v, %s has %v", m.Plan.From, m.seal.Assets, m.Plan.To, o.Status.Assets)
 		}
-		m.end(now, fmt.Sprintf("%s applied every change up to %d; asset counts match", m.Plan.To, m.seal.LastSeq))
-		m.begin("promote", now, "")
-		return m.act(Action{Kind: ActPromote, Region: m.Plan.To, Planned: true, ExpectSeq: m.seal.LastSeq})
+		if !storageCaughtUp(m.seal.Storage) {
+			// The metadata is there; the storage account's contents may
+			// still be on their way: wait for the sealed source's backlog.
+			m.storageWait = true
+			return m.act(Action{Kind: ActStatus, Region: m.Plan.From})
+		}
+		return m.caughtUp(now)
 	}
 	if now.After(m.deadline) {
 		got := "no answer"
@@ -477,6 +492,33 @@ func (m *Machine) catchUp(o Observation, now time.Time) Action {
 		return m.fail(now, "%s did not catch up with change %d within %s (%s)", m.Plan.To, m.seal.LastSeq, m.Plan.CatchUpTimeout, got)
 	}
 	return m.act(Action{Kind: ActStatus, Region: m.Plan.To, Assets: true, After: 50 * time.Millisecond})
+}
+
+// storageCatchUp waits until the sealed source's storage account has
+// shipped every change to the target (its Last Sync Time passes the seal).
+func (m *Machine) storageCatchUp(o Observation, now time.Time) Action {
+	if o.Err == "" && o.Status != nil && storageCaughtUp(o.Status.Storage) {
+		m.seal.Storage = o.Status.Storage
+		return m.caughtUp(now)
+	}
+	if now.After(m.deadline) {
+		got := "no answer"
+		if o.Err == "" && o.Status != nil && o.Status.Storage != nil {
+			got = fmt.Sprintf("%d changes not shipped", o.Status.Storage.Backlog)
+		}
+		return m.fail(now, "%s's storage account did not ship its contents to %s within %s (%s)", m.Plan.From, m.Plan.To, m.Plan.CatchUpTimeout, got)
+	}
+	return m.act(Action{Kind: ActStatus, Region: m.Plan.From, After: 50 * time.Millisecond})
+}
+
+func (m *Machine) caughtUp(now time.Time) Action {
+	detail := fmt.Sprintf("%s applied every change up to %d; asset counts match", m.Plan.To, m.seal.LastSeq)
+	if s := m.seal.Storage; s != nil && s.Geo {
+		detail += "; storage contents shipped"
+	}
+	m.end(now, detail)
+	m.begin("promote", now, "")
+	return m.act(Action{Kind: ActPromote, Region: m.Plan.To, Planned: true, ExpectSeq: m.seal.LastSeq, StartClusters: m.Plan.StartClusters})
 }
 
 func (m *Machine) promoteStep(o Observation, now time.Time) Action {
@@ -503,6 +545,12 @@ func (m *Machine) promoteStep(o Observation, now time.Time) Action {
 	}
 	if p.LostChanges > 0 {
 		detail += fmt.Sprintf("; %d changes (%d..%d) the former leader had were not received", p.LostChanges, p.AppliedSeq+1, p.LeaderSeq)
+	}
+	if p.StartedClusters > 0 {
+		detail += fmt.Sprintf("; %d clusters that ran in %s started", p.StartedClusters, m.Plan.From)
+	}
+	if p.StartClustersError != "" {
+		m.warn("clusters not started: " + p.StartClustersError)
 	}
 	m.end(now, detail)
 	if !m.Plan.Router {

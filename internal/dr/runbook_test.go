@@ -132,6 +132,8 @@ func parsePlan(t *testing.T, where string, args []string) Plan {
 			p.Smoke = true
 		case "cancel":
 			p.CancelRunning = true
+		case "start-clusters":
+			p.StartClusters = true
 		case "force":
 			p.Force = true
 		default:
@@ -171,6 +173,8 @@ func checkAction(t *testing.T, where string, a Action, args []string) {
 			want.Cancel = true
 		case "planned":
 			want.Planned = true
+		case "start-clusters":
+			want.StartClusters = true
 		default:
 			want.Region = f
 		}
@@ -247,6 +251,9 @@ func parseObservation(t *testing.T, where, rest string) Observation {
 			if _, ok := m["following"]; ok {
 				s.Replication = &ReplicationStatus{Leader: m["following"]}
 			}
+			if _, ok := m["storage"]; ok {
+				s.Storage = &StorageSync{Geo: true, Backlog: int(num("storage"))}
+			}
 			o.Status = s
 		case "drain":
 			o.Drain = &DrainResult{Role: Draining, ActiveWork: int(num("work")), Cancelled: int(num("cancelled"))}
@@ -255,10 +262,15 @@ func parseObservation(t *testing.T, where, rest string) Observation {
 			if v, ok := m["assets"]; ok {
 				o.Seal.Assets = parseAssets(t, where, v)
 			}
+			if _, ok := m["storage"]; ok {
+				o.Seal.Storage = &StorageSync{Geo: true, Backlog: int(num("storage"))}
+			}
 		case "promote":
 			o.Promote = &PromoteResult{Epoch: num("epoch"), AppliedSeq: num("applied"), StartSeq: num("applied") + 1,
 				LeaderSeq: max(num("leader"), num("applied")), LeaderContact: num("contact"), AlreadyActive: m["already"] == "true"}
 			o.Promote.LostChanges = o.Promote.LeaderSeq - o.Promote.AppliedSeq
+			o.Promote.StartedClusters = int(num("started"))
+			o.Promote.StartClustersError = m["clusters-error"]
 		case "router":
 			o.Router = &RouterStatus{ActiveRegion: m["active"], Epoch: num("epoch")}
 		default:
@@ -293,6 +305,15 @@ func checkReport(t *testing.T, where string, r Report, args []string) {
 		case "error~":
 			if !strings.Contains(r.Error, v) {
 				t.Errorf("%s: error %q does not contain %q", where, r.Error, v)
+			}
+			continue
+		case "detail~":
+			found := false
+			for _, s := range r.Steps {
+				found = found || strings.Contains(s.Detail, v)
+			}
+			if !found {
+				t.Errorf("%s: no step details %q: %+v", where, v, r.Steps)
 			}
 			continue
 		case "warning~":

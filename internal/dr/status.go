@@ -188,6 +188,8 @@ type Status struct {
 	ActiveWork  *int               `json:"active_work,omitempty"`
 	Assets      map[string]int     `json:"assets,omitempty"`
 	Events      []Event            `json:"events"`
+	// Storage is the storage account's geo-replication to the peer.
+	Storage *StorageSync `json:"storage,omitempty"`
 }
 
 // Status reports the region's disaster-recovery status; assets adds the
@@ -207,6 +209,10 @@ func (r *Region) Status(ctx context.Context, assets bool) (Status, error) {
 		s.LagChanges, s.LagSeconds = &changes, &seconds
 	}
 	_, _, _, s.RPOExceeded = r.lag.get()
+	if h := r.storageHooks(); h.Sync != nil {
+		ss := h.Sync()
+		s.Storage = &ss
+	}
 	r.mu.Lock()
 	f, peer, peerErr, peerAt, followErr := r.follower, r.peer, r.peerErr, r.peerAt, r.followErr
 	r.mu.Unlock()

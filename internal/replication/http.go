@@ -63,6 +63,9 @@ type Service struct {
 	SharedKeys []string
 	// Objects keeps the peer's geo-replicated storage (nil: none).
 	Objects storage.Backend
+	// ObjectsKey, if set, is the id of the account key Objects holds
+	// objects under; writes sealed under another are refused.
+	ObjectsKey func() string
 	// Self describes this region at the time of a call.
 	Self func() LeaderInfo
 	// Follower, if set, learns of each call: the peer region reading this

@@ -23,6 +23,11 @@ import (
 // encrypted by the account's layers above it) inside the mutual-TLS link.
 const ObjectsPath = "/api/2.0/tandem/replication/objects"
 
+// HeaderAccountKey carries the id (not the material) of the sender's
+// account key with each write: a region takes objects only sealed under its
+// own account key, and only while it does not lead.
+const HeaderAccountKey = "X-Tandem-Account-Key"
+
 // maxRange bounds one read of an object over the link; RemoteBackend reads
 // larger objects range by range.
 const maxRange = 16 << 20
@@ -63,6 +68,25 @@ func (s *Service) objects(req *api.Request) (storage.Backend, string, error) {
 	return s.Objects, req.HTTP.URL.Query().Get("name"), nil
 }
 
+// receiving checks a write of the peer's geo-replication: a region that
+// leads takes none (its account is the workspace's), and objects sealed
+// under another account key would be unreadable here.
+func (s *Service) receiving(req *api.Request) error {
+	if s.Self != nil {
+		if self := s.Self(); self.Role == "active" || self.Role == "draining" {
+			return api.Errorf(api.InvalidState, "Region %s leads: its storage account takes no objects from its peer.", self.Region)
+		}
+	}
+	if s.ObjectsKey == nil {
+		return nil
+	}
+	theirs, mine := req.HTTP.Header.Get(HeaderAccountKey), s.ObjectsKey()
+	if theirs != "" && mine != "" && theirs != mine {
+		return api.Errorf(api.InvalidState, "This region's storage account has its own account key (%s), not the sender's (%s): it cannot read what would be shipped. Pair a new, empty secondary instead.", mine, theirs)
+	}
+	return nil
+}
+
 // objectError maps a backend error to the wire.
 func objectError(name string, err error) error {
 	switch {
@@ -81,6 +105,9 @@ func (s *Service) putObject(ctx context.Context, req *api.Request) (any, error) 
 	}
 	if name == "" {
 		return nil, api.MissingField("name")
+	}
+	if err := s.receiving(req); err != nil {
+		return nil, err
 	}
 	if err := b.Put(ctx, name, req.HTTP.Body); err != nil {
 		return nil, objectError(name, err)
@@ -116,6 +143,9 @@ func (s *Service) getObject(ctx context.Context, req *api.Request) (any, error) 
 func (s *Service) deleteObject(ctx context.Context, req *api.Request) (any, error) {
 	b, name, err := s.objects(req)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.receiving(req); err != nil {
 		return nil, err
 	}
 	return nil, objectError(name, b.Delete(ctx, name))
@@ -165,6 +195,8 @@ var errStopList = errors.New("page full")
 // region: the secondary of the storage account's geo-replication.
 type RemoteBackend struct {
 	peer *Peer
+	// AccountKey, if set, names the sender's account key on each call.
+	AccountKey func() string
 }
 
 var _ storage.Backend = (*RemoteBackend)(nil)
@@ -182,6 +214,9 @@ func (b *RemoteBackend) do(ctx context.Context, method, path string, q url.Value
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
+	if b.AccountKey != nil {
+		req.Header.Set(HeaderAccountKey, b.AccountKey())
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err

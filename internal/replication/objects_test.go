@@ -9,6 +9,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/tandemdata/tandem/internal/replication"
 	"github.com/tandemdata/tandem/internal/server/servertest"
 	"github.com/tandemdata/tandem/internal/storage"
 )
@@ -97,13 +98,15 @@ func TestRemoteBackendKeepsObjectsInThePeerRegion(t *testing.T) {
 	if _, err := remote.Stat(ctx, "a/small"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("deleted object: %v", err)
 	}
-	// The objects are in the secondary region, and the secondary's link to
-	// the primary serves the other way.
+	// The objects are in the secondary's account. The secondary's link to
+	// the primary serves reads the other way (pairing reads the leader's key
+	// record so), but a leading region takes no objects from its peer.
 	back := p.Secondary.PeerStorage()
-	if err := back.Put(ctx, "from-secondary", bytes.NewReader(small)); err != nil {
-		t.Fatal(err)
+	if _, err := back.Stat(ctx, storage.ReservedPrefix+"keys/service"); err != nil {
+		t.Errorf("the primary's key record over the link: %v", err)
 	}
-	if _, err := remote.Stat(ctx, "from-secondary"); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("an object the secondary shipped is in its own geo store: %v", err)
+	var pe *replication.PeerError
+	if err := back.Put(ctx, "from-secondary", bytes.NewReader(small)); !errors.As(err, &pe) || pe.Code != "INVALID_STATE" {
+		t.Errorf("a write into the leading primary = %v, want INVALID_STATE", err)
 	}
 }

@@ -51,6 +51,31 @@ func RegisterPosture(kind store.Kind, p Posture) {
 	postures[kind] = p
 }
 
+// promotions are how kept real documents come back at promotion, for the
+// kinds whose real document cannot come back as it was.
+var promotions = map[store.Kind]Posture{}
+
+// RegisterPromotion declares how a kind's kept real document is put back
+// at promotion when not as it was: a cluster that ran in the former leader
+// has no instances in the promoted region, so it comes back terminated
+// (its configuration as the leader had it). Like a posture it is pure and
+// idempotent, registered once, at init, by the package that owns the kind.
+func RegisterPromotion(kind store.Kind, p Posture) {
+	posturesMu.Lock()
+	defer posturesMu.Unlock()
+	if _, dup := promotions[kind]; dup {
+		panic(fmt.Sprintf("replication: promotion of %s registered twice", kind))
+	}
+	promotions[kind] = p
+}
+
+func promotionOf(kind store.Kind) (Posture, bool) {
+	posturesMu.RLock()
+	defer posturesMu.RUnlock()
+	p, ok := promotions[kind]
+	return p, ok
+}
+
 // PostureOf returns the registered posture of kind, if any.
 func PostureOf(kind store.Kind) (Posture, bool) {
 	posturesMu.RLock()
@@ -166,6 +191,13 @@ func RestorePostures(tx store.Tx) (int, error) {
 		if ok, err := store.Exists(tx, k.kind, k.doc); err != nil {
 			return 0, err
 		} else if ok {
+			if p, ok := promotionOf(k.kind); ok {
+				// A promotion that fails puts the real document back as it
+				// was (see passiveOps for why one document must not stop it).
+				if promoted, err := p(k.real); err == nil {
+					k.real = promoted
+				}
+			}
 			if err := tx.Put(k.kind, k.doc, k.real); err != nil {
 				return 0, err
 			}

@@ -42,7 +42,6 @@ import (
 	"github.com/tandemdata/tandem/internal/storage"
 	"github.com/tandemdata/tandem/internal/storage/account"
 	"github.com/tandemdata/tandem/internal/storage/azureblob"
-	"github.com/tandemdata/tandem/internal/storage/local"
 	"github.com/tandemdata/tandem/internal/store"
 	"github.com/tandemdata/tandem/internal/store/sqlstore"
 	"github.com/tandemdata/tandem/internal/workspace"
@@ -252,12 +251,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	}
 	s.Jobs.Compute, s.Jobs.Runner = s.Compute.Jobs(), s.Compute.JobsRunner(taskSources{s})
 	s.DR.SetWork(s.Jobs)
-	geoStore, err := local.New(filepath.Join(cfg.DataDir, "storage-geo"))
-	if err != nil {
-		return nil, err
-	}
-	s.Replication = &replication.Service{Store: s.RawStore, Peer: s.peer, Keys: s.Keys, SharedKeys: sharedKeys, Objects: geoStore,
-		Self: s.DR.LeaderInfo, Follower: s.DR.PeerFollower, Log: log.With("component", "replication")}
+	// The peer's geo-replication writes into this region's account, below
+	// its encryption (internal/storage/account/pair.go).
+	s.Replication = &replication.Service{Store: s.RawStore, Peer: s.peer, Keys: s.Keys, SharedKeys: append(append([]string(nil), sharedKeys...), accountKeys...),
+		Objects: s.StorageAccount.Replica(), ObjectsKey: s.StorageAccount.KeyID,
+		Self: s.DR.LeaderInfo, Follower: s.peerFollows, Log: log.With("component", "replication")}
+	s.connectStorageDR()
 	s.Metrics.MustRegister(s.DR.Collector())
 
 	s.mux.Handle(s.Identity.Routes()...)
@@ -299,9 +298,14 @@ func (s *Server) PeerStorage() storage.Backend {
 }
 
 // sharedKeys are the platform keys both regions hold: they wrap replicated
-// data (secret scopes' data keys). The storage account's keys are not
-// shared yet: each region's account wraps its own account key with them.
+// data (secret scopes' data keys).
 var sharedKeys = []string{"secrets"}
+
+// accountKeys are the storage account's platform keys. A follower adopts
+// them only once its account holds its leader's account key (taken at its
+// first start, see storagePeering): adopting them over an account that
+// wrapped its own key with them would lock it out.
+var accountKeys = []string{"root", "root-infrastructure", "storage-credentials"}
 
 // openDR builds the region's disaster-recovery side over the raw store,
 // decides its role (checking the peer for a higher epoch), hands every
@@ -337,16 +341,13 @@ func (s *Server) openDR(ctx context.Context) error {
 }
 
 // openStorage opens the region's storage account (DATA_DIR/storage),
-// creating it with the configured defaults on first start.
-//
-// Its geo-replication still ships to the region's own second site, not to
-// the peer region: Options.Secondary is left unset until a passive region's
-// account can take its leader's account key (see docs/dr.md, "Not done yet").
+// creating it with the configured defaults on first start. With a peer
+// region its geo-replication ships to the peer's account (storage_dr.go).
 func (s *Server) openStorage(ctx context.Context) (*account.Account, error) {
-	return storageAccount(ctx, s.cfg, s.Store, s.Keys, false, s.log.With("component", "storage"))
+	return storageAccount(ctx, s.cfg, s.Store, s.Keys, false, s.log.With("component", "storage"), s.storagePeering)
 }
 
-func storageAccount(ctx context.Context, cfg config.Config, st store.Store, ring *keys.Keyring, readOnly bool, log *slog.Logger) (*account.Account, error) {
+func storageAccount(ctx context.Context, cfg config.Config, st store.Store, ring *keys.Keyring, readOnly bool, log *slog.Logger, with ...func(*account.Options)) (*account.Account, error) {
 	ttl, scrub := cfg.StorageDurations()
 	red, err := account.ParseRedundancy(cfg.Storage.Redundancy)
 	if err != nil {
@@ -356,13 +357,17 @@ func storageAccount(ctx context.Context, cfg config.Config, st store.Store, ring
 	if az := cfg.Storage.Azure; az != nil {
 		copies = account.AzureCopies(azureblob.Config{ServiceURL: az.ServiceURL, Account: az.Account, Key: az.Key}, az.ContainerPrefix)
 	}
-	return account.Open(ctx, account.Options{
+	opts := account.Options{
 		Name: "root", Dir: filepath.Join(cfg.DataDir, "storage"), Zones: cfg.Storage.Zones, Copies: copies,
 		Store: st, Keys: ring, KeyCacheTTL: ttl, ScrubInterval: scrub, ReadOnly: readOnly,
 		Defaults: account.Settings{Redundancy: red, Encryption: account.Encryption{
 			KeySource: account.KeySourcePlatform, InfrastructureEncryption: cfg.Storage.InfrastructureEncryption}},
 		Log: log,
-	})
+	}
+	for _, f := range with {
+		f(&opts)
+	}
+	return account.Open(ctx, opts)
 }
 
 // OpenStorage opens a region's storage account from its data directory,

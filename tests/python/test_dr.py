@@ -90,6 +90,12 @@ def test_clients_keep_the_workspace_url_through_failover_and_failback(deployment
     w.workspace.upload("/Shared/dr/etl.py", io.BytesIO(b"# Databricks notebook source\nprint('etl')\n"),
                        format=workspace.ImportFormat.SOURCE, language=workspace.Language.PYTHON)
     notebook_id = w.workspace.get_status("/Shared/dr/etl.py").object_id
+    source = w.workspace.download("/Shared/dr/etl.py", format=workspace.ExportFormat.SOURCE).read()
+    assert b"print('etl')" in source
+    # A DBFS file of several blocks: its contents are storage-account blobs,
+    # carried by the account's geo-replication, not the change log.
+    data = os.urandom(2 * 1024 * 1024 + 123)
+    w.dbfs.upload("/dr/input.bin", io.BytesIO(data), overwrite=True)
     w.secrets.create_scope("dr")
     w.secrets.put_secret("dr", "password", string_value="s3cret-value")
     job = w.jobs.create(name="nightly", max_concurrent_runs=2,
@@ -101,12 +107,20 @@ def test_clients_keep_the_workspace_url_through_failover_and_failback(deployment
     report = deployment.dr("failover", "--planned")
     assert report["outcome"] == "succeeded" and report["lost_changes"] == 0 and report["to"] == "secondary"
 
-    # The same client, the same URL: everything is there, with the same ids.
+    # The same client, the same URL: everything is there, with the same ids
+    # and the same bytes.
     assert w.workspace.get_status("/Shared/dr/etl.py").object_id == notebook_id
+    assert w.workspace.download("/Shared/dr/etl.py", format=workspace.ExportFormat.SOURCE).read() == source
+    assert w.dbfs.download("/dr/input.bin").read() == data
     assert base64.b64decode(w.secrets.get_secret("dr", "password").value) == b"s3cret-value"
     got = w.jobs.get(job.job_id).settings
     assert got.max_concurrent_runs == 2 and got.schedule.pause_status == jobs.PauseStatus.UNPAUSED
     w.workspace.mkdirs("/Shared/dr/written-during-the-outage")
+    w.workspace.upload("/Shared/dr/outage.py", io.BytesIO(b"# Databricks notebook source\nprint('outage')\n"),
+                       format=workspace.ImportFormat.SOURCE, language=workspace.Language.PYTHON)
+    outage_id = w.workspace.get_status("/Shared/dr/outage.py").object_id
+    outage_source = w.workspace.download("/Shared/dr/outage.py", format=workspace.ExportFormat.SOURCE).read()
+    w.dbfs.upload("/dr/outage.txt", io.BytesIO(b"written in the secondary"), overwrite=True)
     # The legacy CLI too.
     assert "written-during-the-outage" in deployment.cli("workspace", "ls", "/Shared/dr")
 
@@ -114,6 +128,11 @@ def test_clients_keep_the_workspace_url_through_failover_and_failback(deployment
     assert report["outcome"] == "succeeded" and report["to"] == "primary" and report["epoch_after"] == 3
     names = [o.path for o in w.workspace.list("/Shared/dr")]
     assert "/Shared/dr/written-during-the-outage" in names
+    # What was written during the outage came back with the failback.
+    assert w.workspace.get_status("/Shared/dr/outage.py").object_id == outage_id
+    assert w.workspace.download("/Shared/dr/outage.py", format=workspace.ExportFormat.SOURCE).read() == outage_source
+    assert w.dbfs.download("/dr/outage.txt").read() == b"written in the secondary"
+    assert w.dbfs.download("/dr/input.bin").read() == data
 
     status = deployment.dr("status")
     assert status["primary"]["role"] == "active" and status["secondary"]["role"] == "passive"

@@ -69,6 +69,13 @@ type Options struct {
 	// journal is opened and writes fail with storage.ErrReadOnly.
 	ReadOnly bool
 	Log      *slog.Logger
+
+	// HoldShipping, if set, holds geo-replication's shipments while it
+	// returns true (a disaster-recovery region ships only while it leads).
+	HoldShipping func() bool
+	// Pairing, if set, lets a passive disaster-recovery region's account
+	// take its leader's account key before it first opens (pair.go).
+	Pairing *Pairing
 }
 
 // Account is a storage account: a storage.Backend.
@@ -163,6 +170,11 @@ func Open(ctx context.Context, opts Options) (*Account, error) {
 	set, err := a.loadSettings(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Pairing != nil && !opts.ReadOnly {
+		if err := a.pair(ctx, set); err != nil {
+			return nil, err
+		}
 	}
 	st, err := a.build(ctx, set, set.Encryption)
 	if err != nil {
@@ -291,7 +303,7 @@ func (a *Account) build(ctx context.Context, set Settings, enc Encryption) (*sta
 		}
 		g, err := geo.Open(geo.Config{Primary: prim, Secondary: sec, JournalDir: a.journalDir(set.Site),
 			ReadAccess: set.Redundancy.ReadAccess(), MinBackoff: a.opts.GeoMinBackoff, MaxBackoff: a.opts.GeoMaxBackoff,
-			Log: a.opts.Log.With("component", "storage-geo")})
+			Hold: a.opts.HoldShipping, Log: a.opts.Log.With("component", "storage-geo")})
 		if err != nil {
 			st.close()
 			return nil, err
@@ -563,6 +575,14 @@ func (a *Account) Run(ctx context.Context) {
 	a.startLoopsLocked()
 	a.mu.RUnlock()
 	a.loopMu.Unlock()
+	if a.opts.Pairing != nil && !a.opts.ReadOnly {
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() {
+			defer close(done)
+			a.followSettings(ctx, 5*time.Second)
+		}()
+	}
 	for {
 		select {
 		case <-a.convDone:
@@ -963,6 +983,9 @@ type GeoStatus struct {
 	LastError          string `json:"last_error,omitempty"`
 	LastErrorTime      int64  `json:"last_error_time,omitempty"`
 	ReadAccess         bool   `json:"read_access"`
+	// Held is set while shipments are held: a disaster-recovery region
+	// that does not lead ships nothing to its peer.
+	Held bool `json:"held,omitempty"`
 }
 
 // Status reports settings, keys, copy health and geo-replication.
@@ -982,7 +1005,7 @@ func (a *Account) Status() Status {
 	if a.st.geo != nil {
 		g := a.st.geo.Status()
 		gs := &GeoStatus{Backlog: g.Backlog, Shipped: g.Shipped, InitialSync: g.InitialSync, SecondaryAvailable: g.SecondaryAvailable,
-			LastError: g.LastError, ReadAccess: a.set.Redundancy.ReadAccess()}
+			LastError: g.LastError, ReadAccess: a.set.Redundancy.ReadAccess(), Held: g.Held}
 		if !g.LastErrorAt.IsZero() {
 			gs.LastErrorTime = g.LastErrorAt.UnixMilli()
 		}

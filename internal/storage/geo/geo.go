@@ -28,6 +28,11 @@ type Config struct {
 	Workers int
 	Log     *slog.Logger
 	Now     func() time.Time
+	// Hold, if set, holds shipments while it returns true: the journal
+	// keeps the backlog and shipping resumes within a second of it
+	// returning false (a disaster-recovery region ships to its peer only
+	// while it leads).
+	Hold func() bool
 }
 
 // Layer is a geo-replicated storage.Backend.
@@ -39,6 +44,9 @@ type Layer struct {
 	workers            int
 	log                *slog.Logger
 	now                func() time.Time
+	hold               func() bool
+	// retry cuts a backoff wait short (Retry).
+	retry chan struct{}
 
 	mu          sync.Mutex
 	lastErr     string
@@ -76,7 +84,7 @@ func Open(cfg Config) (*Layer, error) {
 		return nil, err
 	}
 	return &Layer{primary: cfg.Primary, secondary: cfg.Secondary, j: j, ra: cfg.ReadAccess,
-		minB: cfg.MinBackoff, maxB: cfg.MaxBackoff, workers: cfg.Workers, log: cfg.Log, now: cfg.Now}, nil
+		minB: cfg.MinBackoff, maxB: cfg.MaxBackoff, workers: cfg.Workers, log: cfg.Log, now: cfg.Now, hold: cfg.Hold, retry: make(chan struct{}, 1)}, nil
 }
 
 // Close closes the journal. Run must have returned.
@@ -161,6 +169,8 @@ type Status struct {
 	// SecondaryAvailable is false while shipments fail.
 	SecondaryAvailable bool
 	InitialSync        bool
+	// Held is set while Config.Hold holds shipments.
+	Held bool
 }
 
 // Status reports the replication state.
@@ -170,7 +180,8 @@ func (l *Layer) Status() Status {
 	defer l.mu.Unlock()
 	lst, ok := LastSyncTime(oldest, n, l.initialSync, l.now())
 	return Status{LastSyncTime: lst, HasLastSyncTime: ok, Backlog: n, OldestPending: oldest, Shipped: l.shipped,
-		LastError: l.lastErr, LastErrorAt: l.lastErrAt, SecondaryAvailable: l.failures == 0, InitialSync: l.initialSync}
+		LastError: l.lastErr, LastErrorAt: l.lastErrAt, SecondaryAvailable: l.failures == 0, InitialSync: l.initialSync,
+		Held: l.held()}
 }
 
 // InitialSync journals every object of the primary and every object only
@@ -217,7 +228,10 @@ func (l *Layer) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for ctx.Err() == nil {
-		batch := l.j.batch(256)
+		var batch []*entry
+		if !l.held() {
+			batch = l.j.batch(256)
+		}
 		if len(batch) == 0 {
 			select {
 			case <-ctx.Done():
@@ -241,6 +255,7 @@ func (l *Layer) Run(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-time.After(wait):
+			case <-l.retry:
 			}
 			continue
 		}
@@ -257,6 +272,18 @@ func (l *Layer) Run(ctx context.Context) {
 		l.mu.Unlock()
 	}
 }
+
+// Retry makes a shipper that backs off after failures try again now: the
+// secondary is known to be back (a disaster-recovery peer that follows
+// again after an outage), so the backlog need not wait out the backoff.
+func (l *Layer) Retry() {
+	select {
+	case l.retry <- struct{}{}:
+	default:
+	}
+}
+
+func (l *Layer) held() bool { return l.hold != nil && l.hold() }
 
 // ship copies the current state of each name in the batch to the
 // secondary, once per name, with a few workers.

@@ -330,3 +330,56 @@ func (s slow) Put(ctx context.Context, n string, r io.Reader) error {
 	time.Sleep(2 * time.Millisecond)
 	return s.Backend.Put(ctx, n, r)
 }
+
+// TestHoldAndRetry: a held layer ships nothing and keeps its backlog; once
+// released, a shipper backing off after failures (a long backoff here)
+// ships at once when told the secondary is back.
+func TestHoldAndRetry(t *testing.T) {
+	dir := t.TempDir()
+	p, _ := local.New(filepath.Join(dir, "primary"))
+	s, _ := local.New(filepath.Join(dir, "secondary"))
+	sec := &switchable{Backend: s}
+	var mu sync.Mutex
+	hold := true
+	l, err := Open(Config{Primary: p, Secondary: sec, JournalDir: filepath.Join(dir, "journal"),
+		MinBackoff: time.Minute, MaxBackoff: time.Minute,
+		Hold: func() bool { mu.Lock(); defer mu.Unlock(); return hold }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(bg)
+	done := make(chan struct{})
+	go func() { defer close(done); l.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; l.Close() })
+
+	storagetest.Put(t, l, "a", []byte("held"))
+	time.Sleep(1200 * time.Millisecond) // past a tick of the shipper
+	if st := l.Status(); st.Backlog != 1 || !st.Held || st.Shipped != 0 {
+		t.Fatalf("held status = %+v", st)
+	}
+	// Released with the secondary down: the shipment fails and backs off
+	// for a minute.
+	sec.set(true)
+	mu.Lock()
+	hold = false
+	mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for l.Status().SecondaryAvailable {
+		if time.Now().After(deadline) {
+			t.Fatal("the shipment never failed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	sec.set(false)
+	l.Retry()
+	deadline = time.Now().Add(5 * time.Second)
+	for l.Status().Backlog > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Retry did not cut the backoff short: %+v", l.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := storagetest.Read(t, sec, "a", 0, -1); string(got) != "held" {
+		t.Fatalf("secondary has %q", got)
+	}
+}
