@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -165,13 +166,25 @@ func (c *Client) Reports(ctx context.Context) ([]StoredReport, error) {
 // executor run. A run that ends because the region has no compute still
 // proves that; its state says so.
 func (c *Client) Smoke(ctx context.Context) (string, error) {
+	cluster, err := c.smokeCluster(ctx)
+	if err != nil {
+		return "", err
+	}
+	const notebook = "/Shared/tandem-dr-smoke"
+	err = c.call(ctx, http.MethodPost, "/api/2.0/workspace/import", map[string]any{
+		"path": notebook, "format": "SOURCE", "language": "PYTHON", "overwrite": true,
+		"content": base64.StdEncoding.EncodeToString([]byte(smokeNotebook)),
+	}, nil)
+	if err != nil {
+		return "", fmt.Errorf("write the smoke notebook: %w", err)
+	}
 	var job struct {
 		JobID int64 `json:"job_id"`
 	}
-	err := c.call(ctx, http.MethodPost, "/api/2.2/jobs/create", map[string]any{
+	err = c.call(ctx, http.MethodPost, "/api/2.2/jobs/create", map[string]any{
 		"name": "tandem-dr-smoke",
-		"tasks": []map[string]any{{"task_key": "smoke", "new_cluster": map[string]any{"num_workers": 1},
-			"spark_python_task": map[string]any{"python_file": "/tandem-dr-smoke.py"}}},
+		"tasks": []map[string]any{{"task_key": "smoke", "new_cluster": cluster,
+			"notebook_task": map[string]any{"notebook_path": notebook}}},
 	}, &job)
 	if err != nil {
 		return "", fmt.Errorf("create the smoke job: %w", err)
@@ -211,4 +224,38 @@ func (c *Client) Smoke(ctx context.Context) (string, error) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// smokeNotebook is the smoke job's code: a Spark count on the new active
+// region's compute.
+const smokeNotebook = "# Databricks notebook source\nn = spark.range(1000).count()\ndbutils.notebook.exit(f\"counted {n}\")\n"
+
+// smokeCluster is the smoke job's cluster: one node (no workers) of the
+// region's first node type and runtime, so a verification costs one
+// instance for a few seconds.
+func (c *Client) smokeCluster(ctx context.Context) (map[string]any, error) {
+	var versions struct {
+		Versions []struct {
+			Key string `json:"key"`
+		} `json:"versions"`
+	}
+	if err := c.call(ctx, http.MethodGet, "/api/2.0/clusters/spark-versions", nil, &versions); err != nil {
+		return nil, fmt.Errorf("list the runtimes for the smoke job: %w", err)
+	}
+	var types struct {
+		NodeTypes []struct {
+			NodeTypeID string `json:"node_type_id"`
+		} `json:"node_types"`
+	}
+	if err := c.call(ctx, http.MethodGet, "/api/2.0/clusters/list-node-types", nil, &types); err != nil {
+		return nil, fmt.Errorf("list the node types for the smoke job: %w", err)
+	}
+	if len(versions.Versions) == 0 || len(types.NodeTypes) == 0 {
+		return nil, fmt.Errorf("the region offers no runtime or node type for the smoke job")
+	}
+	return map[string]any{
+		"spark_version": versions.Versions[0].Key, "node_type_id": types.NodeTypes[0].NodeTypeID, "num_workers": 0,
+		"spark_conf":  map[string]string{"spark.databricks.cluster.profile": "singleNode"},
+		"custom_tags": map[string]string{"ResourceClass": "SingleNode"},
+	}, nil
 }

@@ -2,8 +2,11 @@ package server
 
 import (
 	"context"
+	"strings"
 	"time"
 
+	"github.com/tandemdata/tandem/internal/audit/destination"
+	"github.com/tandemdata/tandem/internal/audit/digest"
 	"github.com/tandemdata/tandem/internal/dr"
 	"github.com/tandemdata/tandem/internal/replication"
 	"github.com/tandemdata/tandem/internal/storage"
@@ -29,12 +32,21 @@ func (s *Server) storagePeering(o *account.Options) {
 	passive := func() bool { return !s.DR.Leads() }
 	o.Secondary = func(context.Context) (storage.Backend, error) { return remote, nil }
 	o.HoldShipping = passive
+	o.RegionLocal = regionalDiagnostics
 	o.Pairing = &account.Pairing{
 		Passive:   passive,
 		AdoptKeys: func(ctx context.Context) error { return s.DR.AdoptPeerKeys(ctx, accountKeys) },
 		Leader:    replication.NewRemoteBackend(s.peer),
 		OnPaired:  func() { s.DR.ShareKeys(accountKeys...) },
 	}
+}
+
+// regionalDiagnostics names the objects each region keeps for itself: its
+// diagnostic logs and their digests. Both regions write them under the same
+// names (one workspace, one resource id), each with its own records and its
+// own digest chain, so shipping them would overwrite the peer's.
+func regionalDiagnostics(name string) bool {
+	return strings.HasPrefix(name, destination.ContainerPrefix) || strings.HasPrefix(name, digest.Root)
 }
 
 // releaseComputeWhenPassive stops the instances a region ran while it led,

@@ -106,6 +106,8 @@ def test_clients_keep_the_workspace_url_through_failover_and_failback(deployment
 
     report = deployment.dr("failover", "--planned")
     assert report["outcome"] == "succeeded" and report["lost_changes"] == 0 and report["to"] == "secondary"
+    # The verification's smoke job ran a Spark count in the new active region.
+    assert "TERMINATED SUCCESS" in report["smoke"], report["smoke"]
 
     # The same client, the same URL: everything is there, with the same ids
     # and the same bytes.

@@ -113,10 +113,13 @@ func FromWire(b []byte) (*audit.Record, error) {
 	return r, nil
 }
 
+// ContainerPrefix begins the name of every category's container.
+const ContainerPrefix = "insights-logs-"
+
 // Container is the storage container, and the event hub, of a category:
 // insights-logs-<category>, lower-cased as Azure names containers.
 func Container(category string) string {
-	return "insights-logs-" + lower(category)
+	return ContainerPrefix + lower(category)
 }
 
 func lower(s string) string {

@@ -73,6 +73,9 @@ type Options struct {
 	// HoldShipping, if set, holds geo-replication's shipments while it
 	// returns true (a disaster-recovery region ships only while it leads).
 	HoldShipping func() bool
+	// RegionLocal, if set, names objects geo-replication never ships to
+	// the secondary (see geo.Config.Local).
+	RegionLocal func(name string) bool
 	// Pairing, if set, lets a passive disaster-recovery region's account
 	// take its leader's account key before it first opens (pair.go).
 	Pairing *Pairing
@@ -303,7 +306,7 @@ func (a *Account) build(ctx context.Context, set Settings, enc Encryption) (*sta
 		}
 		g, err := geo.Open(geo.Config{Primary: prim, Secondary: sec, JournalDir: a.journalDir(set.Site),
 			ReadAccess: set.Redundancy.ReadAccess(), MinBackoff: a.opts.GeoMinBackoff, MaxBackoff: a.opts.GeoMaxBackoff,
-			Hold: a.opts.HoldShipping, Log: a.opts.Log.With("component", "storage-geo")})
+			Hold: a.opts.HoldShipping, Local: a.opts.RegionLocal, Log: a.opts.Log.With("component", "storage-geo")})
 		if err != nil {
 			st.close()
 			return nil, err

@@ -33,6 +33,11 @@ type Config struct {
 	// returning false (a disaster-recovery region ships to its peer only
 	// while it leads).
 	Hold func() bool
+	// Local, if set, names objects that stay in this region: written to
+	// the primary only, never shipped nor taken from the secondary by the
+	// initial sync. Two disaster-recovery regions share object names, and
+	// some objects (a region's own diagnostic logs) are each region's own.
+	Local func(name string) bool
 }
 
 // Layer is a geo-replicated storage.Backend.
@@ -45,6 +50,7 @@ type Layer struct {
 	log                *slog.Logger
 	now                func() time.Time
 	hold               func() bool
+	local              func(name string) bool
 	// retry cuts a backoff wait short (Retry).
 	retry chan struct{}
 
@@ -84,14 +90,20 @@ func Open(cfg Config) (*Layer, error) {
 		return nil, err
 	}
 	return &Layer{primary: cfg.Primary, secondary: cfg.Secondary, j: j, ra: cfg.ReadAccess,
-		minB: cfg.MinBackoff, maxB: cfg.MaxBackoff, workers: cfg.Workers, log: cfg.Log, now: cfg.Now, hold: cfg.Hold, retry: make(chan struct{}, 1)}, nil
+		minB: cfg.MinBackoff, maxB: cfg.MaxBackoff, workers: cfg.Workers, log: cfg.Log, now: cfg.Now, hold: cfg.Hold, local: cfg.Local, retry: make(chan struct{}, 1)}, nil
 }
 
 // Close closes the journal. Run must have returned.
 func (l *Layer) Close() error { return l.j.close() }
 
+// isLocal reports whether name stays in this region (Config.Local).
+func (l *Layer) isLocal(name string) bool { return l.local != nil && l.local(name) }
+
 // Put journals the change, then writes the primary.
 func (l *Layer) Put(ctx context.Context, name string, r io.Reader) error {
+	if l.isLocal(name) {
+		return l.primary.Put(ctx, name, r)
+	}
 	e, err := l.j.append(name, l.now())
 	if err != nil {
 		return err
@@ -102,6 +114,9 @@ func (l *Layer) Put(ctx context.Context, name string, r io.Reader) error {
 
 // Delete journals the change, then deletes on the primary.
 func (l *Layer) Delete(ctx context.Context, name string) error {
+	if l.isLocal(name) {
+		return l.primary.Delete(ctx, name)
+	}
 	e, err := l.j.append(name, l.now())
 	if err != nil {
 		return err
@@ -195,7 +210,7 @@ func (l *Layer) InitialSync(ctx context.Context) error {
 	seen := map[string]bool{}
 	var last *entry
 	add := func(oi storage.ObjectInfo) error {
-		if seen[oi.Name] {
+		if seen[oi.Name] || l.isLocal(oi.Name) {
 			return nil
 		}
 		seen[oi.Name] = true

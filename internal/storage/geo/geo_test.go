@@ -383,3 +383,46 @@ func TestHoldAndRetry(t *testing.T) {
 		t.Fatalf("secondary has %q", got)
 	}
 }
+
+// TestRegionLocalObjectsStayPut: objects Config.Local names are written to
+// the primary only; neither a change nor the initial sync ships them, and
+// the secondary's own object of that name is left alone.
+func TestRegionLocalObjectsStayPut(t *testing.T) {
+	f := &fixture{dir: t.TempDir()}
+	p, _ := local.New(filepath.Join(f.dir, "primary"))
+	s, _ := local.New(filepath.Join(f.dir, "secondary"))
+	f.primary, f.secondary = &switchable{Backend: p}, &switchable{Backend: s}
+	storagetest.Put(t, f.secondary, "insights-logs-jobs/PT1H.json", []byte("the peer's own records"))
+	l, err := Open(Config{Primary: f.primary, Secondary: f.secondary, JournalDir: filepath.Join(f.dir, "journal"),
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		Local: func(name string) bool { return strings.HasPrefix(name, "insights-logs-") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.layer = l
+	f.start()
+	t.Cleanup(func() { f.stop(); l.Close() })
+
+	storagetest.Put(t, f.layer, "insights-logs-jobs/PT1H.json", []byte("this region's records"))
+	storagetest.Put(t, f.layer, "dbfs/a", []byte("shared"))
+	if err := f.layer.InitialSync(bg); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSynced(t)
+	if got := storagetest.Read(t, f.secondary, "dbfs/a", 0, -1); string(got) != "shared" {
+		t.Fatalf("a shared object did not ship: %q", got)
+	}
+	if got := storagetest.Read(t, f.secondary, "insights-logs-jobs/PT1H.json", 0, -1); string(got) != "the peer's own records" {
+		t.Fatalf("a region-local object reached the secondary: %q", got)
+	}
+	if got := storagetest.Read(t, f.layer, "insights-logs-jobs/PT1H.json", 0, -1); string(got) != "this region's records" {
+		t.Fatalf("the primary's region-local object: %q", got)
+	}
+	if err := f.layer.Delete(bg, "insights-logs-jobs/PT1H.json"); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSynced(t)
+	if _, err := f.secondary.Stat(bg, "insights-logs-jobs/PT1H.json"); err != nil {
+		t.Fatalf("deleting a region-local object reached the secondary: %v", err)
+	}
+}
