@@ -55,6 +55,7 @@ func (s *Service) Routes() []api.Route {
 		p("POST", "delete", "delete", s.deletePool),
 		p("GET", "get", "get", s.getPool),
 		p("GET", "list", "list", s.listPools),
+		api.Route{Pattern: "GET /api/2.0/tandem/usage", Category: "clusters", Action: "usage", Handler: s.usageHandler},
 		api.Route{Pattern: "GET /api/2.0/tandem/clusters/driver-logs", Category: "clusters", Action: "driverLogs", Handler: s.driverLogs, NoResult: true},
 		// Spark UI pages are not actions worth an audit record each; who
 		// may see them is checked like any call.
@@ -240,6 +241,7 @@ func (s *Service) createCluster(ctx context.Context, p principal.Principal, spec
 			DefaultTags: map[string]string{"Vendor": "Tandem", "Creator": p.Name, "ClusterName": spec.ClusterName, "ClusterId": id}}
 		if source == SourceJob {
 			c.DefaultTags["JobCluster"] = "true"
+			c.RunID = runIDOfJobKey(jobKey)
 		}
 		sp := spec
 		if err := s.putEvent(tx, &c, EvCreating, EventDetails{User: p.Name, Attributes: &sp, ClusterSize: sizeOf(spec)}); err != nil {
@@ -719,6 +721,9 @@ type ClusterDetails struct {
 	ClusterCores      float64            `json:"cluster_cores,omitempty"`
 	ClusterMemoryMB   int64              `json:"cluster_memory_mb,omitempty"`
 	Spec              *ClusterSpec       `json:"spec,omitempty"`
+	// Usage is a Tandem extension (clients ignore it): the cluster's
+	// uptime and cost so far, in clusters/get.
+	Usage *ClusterUsage `json:"usage,omitempty"`
 }
 
 func (s *Service) details(c Cluster, insts []Instance) ClusterDetails {
@@ -798,7 +803,11 @@ func (s *Service) get(ctx context.Context, req *api.Request) (any, error) {
 			return err
 		}
 		insts, err := instancesOf(tx, c.ID)
+		if err != nil {
+			return err
+		}
 		out = s.details(c, insts)
+		out.Usage, err = s.clusterUsage(tx, c)
 		return err
 	})
 	return out, err

@@ -221,6 +221,8 @@ type Cluster struct {
 	// scripts were logged as started and finished.
 	ScriptsStarted  int64 `json:"scripts_started,omitempty"`
 	ScriptsReported int64 `json:"scripts_reported,omitempty"`
+	// RunID is the job run a job cluster was made for (cost accounting).
+	RunID int64 `json:"run_id,omitempty"`
 }
 
 // active reports whether the cluster has (or wants) instances.
@@ -382,6 +384,7 @@ type Usage struct {
 	ClusterSource string `json:"cluster_source,omitempty"`
 	Role          string `json:"role,omitempty"`
 	PoolID        string `json:"instance_pool_id,omitempty"`
+	RunID         int64  `json:"run_id,omitempty"`
 	StartMillis   int64  `json:"start_time"`
 	EndMillis     int64  `json:"end_time,omitempty"` // 0 while open
 }

@@ -69,6 +69,19 @@ type Compute struct {
 	HeartbeatSeconds float64 `json:"heartbeat_seconds"`
 	// Kubernetes configures the Kubernetes provider.
 	Kubernetes Kubernetes `json:"kubernetes"`
+	// Usage overrides the rates cost accounting prices usage with.
+	Usage UsageRates `json:"usage"`
+}
+
+// UsageRates override the default rates of cost accounting (see
+// docs/autoscaling.md, "Cost and the usage API"): entries given replace
+// or add to the defaults, the others stay.
+type UsageRates struct {
+	// DBUPerHour is per node type.
+	DBUPerHour map[string]float64 `json:"dbu_per_hour"`
+	// PricePerDBU is per compute type (ALL_PURPOSE, JOBS, JOBS_LIGHT, SQL).
+	PricePerDBU map[string]float64 `json:"price_per_dbu"`
+	Currency    string             `json:"currency"`
 }
 
 // Kubernetes configures the Kubernetes instance provider.

@@ -45,6 +45,9 @@ func (s *Server) buildCompute(orgID int64) error {
 		LogDir:                 filepath.Join(s.cfg.DataDir, "compute", "logs"),
 		LostAfter:              3*heartbeat + time.Second,
 	}
+	if s.Compute.Rates, err = usageRates(s.Compute.Catalog.NodeTypes, cc.Usage); err != nil {
+		return err
+	}
 	s.Compute.Init()
 	s.Gateway.Backend = s.Compute
 	return nil

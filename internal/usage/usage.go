@@ -122,6 +122,9 @@ type Line struct {
 	NodeSeconds float64     `json:"node_seconds"`
 	DBUs        float64     `json:"dbus"`
 	Cost        float64     `json:"cost"`
+	// Unpriced marks a line whose node type has no DBU rate: its uptime
+	// is counted, its DBUs and cost are 0 (see WithUnknownNodeTypes).
+	Unpriced bool `json:"unpriced,omitempty"`
 }
 
 // Total sums lines.
@@ -139,6 +142,10 @@ type Report struct {
 	Currency  string `json:"currency"`
 	Usage     []Line `json:"usage"`
 	Total     Total  `json:"total"`
+	// GroupBy is the grouping the lines were summed by, if any.
+	GroupBy string `json:"group_by,omitempty"`
+	// UnpricedNodeTypes lists node types that had uptime but no rate.
+	UnpricedNodeTypes []string `json:"unpriced_node_types,omitempty"`
 }
 
 // Compute is the usage the intervals add up to between from and to: each
