@@ -115,6 +115,7 @@ type Agent struct {
 	logs    *logSpool
 	node    *node
 	tasks   *taskSet
+	disk    *elasticDisk
 
 	mu          sync.Mutex
 	lastContact time.Time
@@ -186,6 +187,7 @@ func New(dir string, cfg Config, opts Options) (*Agent, error) {
 	}
 	a.node = newNode(a)
 	a.tasks = newTaskSet(a)
+	a.disk = newElasticDisk(a, nil)
 	return a, nil
 }
 
@@ -238,6 +240,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Wait()
 	a.tasks.stopAll()
 	a.node.stop()
+	a.disk.release()
 	a.log.Info("agent stopped", "reason", err)
 	if errors.Is(err, context.Canceled) || errors.Is(err, errExit) {
 		return nil
@@ -362,6 +365,7 @@ func (a *Agent) reportLoop(ctx context.Context) error {
 		rep.Status.StartedMillis = a.started.UnixMilli()
 		rep.Status.Version = Version
 		rep.Spark = a.node.snapshot(ctx)
+		rep.Status.Disk, rep.Status.DiskEvents = a.disk.status(), a.disk.pending()
 		if time.Since(lastMetrics) >= 5*time.Second {
 			rep.Metrics = a.metrics()
 			lastMetrics = time.Now()
@@ -377,6 +381,7 @@ func (a *Agent) reportLoop(ctx context.Context) error {
 		} else {
 			a.logs.ack(resp.Logs)
 			a.tasks.forget(resp.Tasks)
+			a.disk.ack(resp.DiskEvents)
 		}
 		a.mu.Lock()
 		every := a.heartbeat

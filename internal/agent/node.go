@@ -197,6 +197,7 @@ func (n *node) fail(code, format string, args ...any) {
 func (n *node) run(ctx context.Context, asg wire.Assignment) {
 	n.clean(asg)
 	if asg.ClusterID == "" {
+		n.a.disk.release()
 		// A pooled instance is idle (ready for a cluster) once it has
 		// preloaded its pool's runtime; until then its pool counts it as
 		// pending.
@@ -226,6 +227,7 @@ func (n *node) run(ctx context.Context, asg wire.Assignment) {
 	}
 	l := Launch{Dir: n.sparkDir(), Host: n.a.cfg.Host, Cores: n.a.cfg.Cores, MemoryMB: n.a.cfg.MemoryMB,
 		Conf: asg.SparkConf, Env: envList(asg.SparkEnv), Archive: n.archive(asg.Role)}
+	l.LocalDirs = n.a.disk.prepare(ctx, asg)
 	if asg.AuthSecret != "" {
 		// Spark reads the RPC secret from this variable: it stays in the
 		// processes' memory, out of files and command lines.
