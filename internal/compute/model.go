@@ -298,6 +298,12 @@ type EventDetails struct {
 	DriverStateMessage  string             `json:"driver_state_message,omitempty"`
 	JobRunName          string             `json:"job_run_name,omitempty"`
 	InitScripts         *InitScriptDetails `json:"init_scripts,omitempty"`
+	// Local storage autoscaling (EXPANDED_DISK, FAILED_TO_EXPAND_DISK,
+	// DID_NOT_EXPAND_DISK): sizes in bytes.
+	DiskSize           int64  `json:"disk_size,omitempty"`
+	PreviousDiskSize   int64  `json:"previous_disk_size,omitempty"`
+	FreeSpace          int64  `json:"free_space,omitempty"`
+	DidNotExpandReason string `json:"did_not_expand_reason,omitempty"`
 }
 
 // InitScriptDetails are the init script results of one node, reported for

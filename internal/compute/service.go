@@ -101,6 +101,9 @@ type Service struct {
 	// Rates price usage (the usage API, clusters/get); nil: the default
 	// rates for the catalog's node types (DefaultRates).
 	Rates *usage.Rates
+	// ElasticDisk sizes the scratch volumes of enable_elastic_disk
+	// clusters' nodes (zero fields: the agent's defaults).
+	ElasticDisk wire.ElasticDisk
 	// IntraClusterEncryption is the workspace setting that turns on Spark
 	// RPC authentication and AES-GCM encryption for every cluster.
 	IntraClusterEncryption bool

@@ -71,6 +71,19 @@ type Compute struct {
 	Kubernetes Kubernetes `json:"kubernetes"`
 	// Usage overrides the rates cost accounting prices usage with.
 	Usage UsageRates `json:"usage"`
+	// ElasticDisk sizes the scratch volumes of enable_elastic_disk
+	// clusters' nodes (local storage autoscaling).
+	ElasticDisk ElasticDisk `json:"elastic_disk"`
+}
+
+// ElasticDisk sizes local storage autoscaling, in MiB; zero values take
+// the defaults (256 MiB volumes, the first one too, at most 8, a volume
+// attached when less than half a volume is free).
+type ElasticDisk struct {
+	FirstVolumeMB int `json:"first_volume_mb"`
+	VolumeMB      int `json:"volume_mb"`
+	MaxVolumes    int `json:"max_volumes"`
+	FreeBelowMB   int `json:"free_below_mb"`
 }
 
 // UsageRates override the default rates of cost accounting (see
@@ -331,6 +344,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Compute.Provider == "kubernetes" && c.Compute.Kubernetes.Image == "" {
 		return fmt.Errorf("compute.kubernetes.image is required with the kubernetes provider")
+	}
+	if e := c.Compute.ElasticDisk; e.FirstVolumeMB < 0 || e.VolumeMB < 0 || e.MaxVolumes < 0 || e.FreeBelowMB < 0 {
+		return fmt.Errorf("compute.elastic_disk sizes must not be negative")
 	}
 	if c.Compute.HeartbeatSeconds < 0 || c.Compute.MaxWorkers < 0 {
 		return fmt.Errorf("compute.heartbeat_seconds and compute.max_workers must not be negative")

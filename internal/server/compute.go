@@ -48,6 +48,7 @@ func (s *Server) buildCompute(orgID int64) error {
 	if s.Compute.Rates, err = usageRates(s.Compute.Catalog.NodeTypes, cc.Usage); err != nil {
 		return err
 	}
+	s.Compute.ElasticDisk = elasticDisk(cc.ElasticDisk)
 	s.Compute.Init()
 	s.Gateway.Backend = s.Compute
 	return nil

@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 
+	"github.com/tandemdata/tandem/internal/agent/wire"
 	"github.com/tandemdata/tandem/internal/compute"
 	"github.com/tandemdata/tandem/internal/config"
 	"github.com/tandemdata/tandem/internal/usage"
@@ -32,4 +33,11 @@ func usageRates(nodeTypes []compute.NodeType, cfg config.UsageRates) (*usage.Rat
 		r.Currency = cfg.Currency
 	}
 	return &r, nil
+}
+
+// elasticDisk converts the configuration's sizes (MiB) for the agents.
+func elasticDisk(c config.ElasticDisk) wire.ElasticDisk {
+	const mb = 1 << 20
+	return wire.ElasticDisk{FirstVolumeBytes: int64(c.FirstVolumeMB) * mb, VolumeBytes: int64(c.VolumeMB) * mb,
+		MaxVolumes: c.MaxVolumes, FreeBelowBytes: int64(c.FreeBelowMB) * mb}
 }
