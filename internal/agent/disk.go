@@ -67,7 +67,7 @@ type elasticDisk struct {
 
 func newElasticDisk(a *Agent, b volumeBackend) *elasticDisk {
 	if b == nil {
-		b = tmpfsBackend{}
+		b = defaultVolumeBackend()
 	}
 	return &elasticDisk{a: a, backend: b, root: filepath.Join(a.dir, "disk"), seq: time.Now().UnixNano()}
 }
@@ -343,4 +343,45 @@ func localDirs(l Launch) string {
 		return strings.Join(l.LocalDirs, ",")
 	}
 	return filepath.Join(l.Dir, "local")
+}
+
+// EnvScratchProvisioned, set to 1 in an agent's environment, says its
+// elastic disk mount point is provisioned by the instance (a Kubernetes
+// pod's size-limited emptyDir): the agent uses it as it is and cannot
+// attach volumes.
+const EnvScratchProvisioned = "TANDEM_SCRATCH_PROVISIONED"
+
+// provisionedBackend uses a scratch filesystem the instance was given.
+type provisionedBackend struct{ tmpfsBackend }
+
+func (provisionedBackend) Create(ctx context.Context, dir string, size int64) error {
+	if !mounted(dir) {
+		return fmt.Errorf("%s is not the provisioned scratch volume (not a mount point)", dir)
+	}
+	return nil
+}
+
+func (provisionedBackend) Grow(ctx context.Context, dir string, size int64) error {
+	return errors.New("the scratch volume is provisioned by the instance at its full size: it cannot grow")
+}
+
+func (provisionedBackend) Release(ctx context.Context, dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
+	}
+	return errors.Join(errs...)
+}
+
+// defaultVolumeBackend is the provisioned scratch volume when the
+// instance says it has one, else size-limited tmpfs volumes.
+func defaultVolumeBackend() volumeBackend {
+	if os.Getenv(EnvScratchProvisioned) == "1" {
+		return provisionedBackend{}
+	}
+	return tmpfsBackend{}
 }

@@ -112,6 +112,11 @@ type Kubernetes struct {
 	ServiceAccount   string            `json:"service_account"`
 	ImagePullSecrets []string          `json:"image_pull_secrets"`
 	NodeSelector     map[string]string `json:"node_selector"`
+	// ScratchSize ("2Gi") gives every pod a size-limited emptyDir for
+	// enable_elastic_disk clusters; ScratchMedium "Memory" makes it a
+	// tmpfs. Empty: no scratch volume.
+	ScratchSize   string `json:"scratch_size"`
+	ScratchMedium string `json:"scratch_medium"`
 }
 
 // DR pairs a region with its peer. The two regions trust each other
