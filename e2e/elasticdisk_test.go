@@ -122,6 +122,18 @@ print("shuffled", n)
 		t.Fatalf("largest scratch space after the job %d MiB, want at least 192", grown/mb)
 	}
 
+	// The cluster's cost so far, through the usage API and clusters/get.
+	r := srv.Do(srv.AdminToken, "GET", "/api/2.0/tandem/usage?group_by=node_type&cluster_id="+cl.ClusterId, nil)
+	if r.Status != 200 || !strings.Contains(string(r.Body), `"node_type_id":"tandem.small"`) {
+		t.Fatalf("usage: %d %s", r.Status, r.Body)
+	}
+	t.Logf("usage: %s", r.Body)
+	if g := srv.Do(srv.AdminToken, "GET", "/api/2.1/clusters/get?cluster_id="+cl.ClusterId, nil); !strings.Contains(string(g.Body), `"usage":{`) {
+		t.Fatalf("clusters/get has no usage: %s", g.Body)
+	} else {
+		t.Logf("clusters/get usage: %s", toJSON(g.JSON(t)["usage"]))
+	}
+
 	// Volumes stay while the cluster lives: still there a few seconds on.
 	time.Sleep(3 * time.Second)
 	if now := scratchMounts(t, srv.DataDir); len(now) != 2 {
