@@ -112,12 +112,13 @@ type Interval struct {
 	End         time.Time // zero while the instance is still up
 }
 
-// Line is the usage of one cluster (and job run) on one node type.
+// Line is the usage of one cluster (and job run) on one node type. A
+// grouped report (Group) leaves out the fields it does not group by.
 type Line struct {
-	ClusterID   string      `json:"cluster_id"`
+	ClusterID   string      `json:"cluster_id,omitempty"`
 	RunID       int64       `json:"run_id,omitempty"`
-	ComputeType ComputeType `json:"compute_type"`
-	NodeTypeID  string      `json:"node_type_id"`
+	ComputeType ComputeType `json:"compute_type,omitempty"`
+	NodeTypeID  string      `json:"node_type_id,omitempty"`
 	Instances   int         `json:"instances"`
 	NodeSeconds float64     `json:"node_seconds"`
 	DBUs        float64     `json:"dbus"`
