@@ -160,7 +160,7 @@ func (s *Service) assignmentFor(ctx context.Context, in Instance) (wire.Assignme
 		asg.SparkConf = s.sparkConf(c)
 		asg.SparkEnv = c.Spec.SparkEnvVars
 		asg.LocalDiskEncryption = c.Spec.EnableLocalDiskEncryption
-		asg.ElasticDisk = s.elasticDiskFor(c)
+		asg.ElasticDisk = s.elasticDiskFor(ctx, c, in.PoolID)
 		asg.InitScripts = s.initScripts(ctx, c)
 		if len(c.Secret) > 0 {
 			secret, err := s.Secrets.Unwrap(ctx, c.Secret)

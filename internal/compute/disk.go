@@ -19,15 +19,27 @@ const (
 // recorded, so that an event the agent sends again is recorded once.
 const kindDiskSeq = "compute.diskseq" // instance id -> int64
 
-// elasticDiskFor is the elastic disk configuration a cluster's nodes get:
-// nil unless the cluster asks for enable_elastic_disk.
-func (s *Service) elasticDiskFor(c Cluster) *wire.ElasticDisk {
-	if !c.Spec.EnableElasticDisk {
+// elasticDiskFor is the elastic disk configuration a node of a cluster
+// gets: nil unless the cluster, or the pool the instance comes from, asks
+// for enable_elastic_disk (a pool's setting covers its instances, as on
+// Databricks).
+func (s *Service) elasticDiskFor(ctx context.Context, c Cluster, poolID string) *wire.ElasticDisk {
+	pooled := false
+	if !c.Spec.EnableElasticDisk && poolID != "" {
+		s.Store.View(ctx, func(tx store.Tx) error {
+			p, err := store.Get[Pool](tx, kindPool, poolID)
+			pooled = err == nil && p.EnableElasticDisk
+			return nil
+		})
+	}
+	if !wantsElasticDisk(c.Spec.EnableElasticDisk, pooled) {
 		return nil
 	}
 	d := s.ElasticDisk
 	return &d
 }
+
+func wantsElasticDisk(cluster, pool bool) bool { return cluster || pool }
 
 // diskEventsToRecord picks the events newer than the last recorded one
 // that belong to the cluster the instance serves or served (a late report
