@@ -117,6 +117,7 @@ type Agent struct {
 	tasks   *taskSet
 	// files ships Spark's own log files (executors, event logs).
 	files *fileShipper
+	disk  *elasticDisk
 
 	mu          sync.Mutex
 	lastContact time.Time
@@ -189,6 +190,7 @@ func New(dir string, cfg Config, opts Options) (*Agent, error) {
 	a.node = newNode(a)
 	a.files = newFileShipper(a.logs)
 	a.tasks = newTaskSet(a)
+	a.disk = newElasticDisk(a, nil)
 	return a, nil
 }
 
@@ -245,6 +247,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// the control plane (the cluster's log delivery) before it does.
 	a.files.last()
 	a.finalReport(5 * time.Second)
+	a.disk.release()
 	a.log.Info("agent stopped", "reason", err)
 	if errors.Is(err, context.Canceled) || errors.Is(err, errExit) {
 		return nil
@@ -369,6 +372,7 @@ func (a *Agent) reportLoop(ctx context.Context) error {
 		rep.Status.StartedMillis = a.started.UnixMilli()
 		rep.Status.Version = Version
 		rep.Spark = a.node.snapshot(ctx)
+		rep.Status.Disk, rep.Status.DiskEvents = a.disk.status(), a.disk.pending()
 		if time.Since(lastMetrics) >= 5*time.Second {
 			rep.Metrics = a.metrics()
 			lastMetrics = time.Now()
@@ -384,6 +388,7 @@ func (a *Agent) reportLoop(ctx context.Context) error {
 		} else {
 			a.logs.ack(resp.Logs)
 			a.tasks.forget(resp.Tasks)
+			a.disk.ack(resp.DiskEvents)
 		}
 		a.mu.Lock()
 		every := a.heartbeat

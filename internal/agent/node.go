@@ -204,6 +204,7 @@ func (n *node) fail(code, format string, args ...any) {
 func (n *node) run(ctx context.Context, asg wire.Assignment) {
 	n.clean(asg)
 	if asg.ClusterID == "" {
+		n.a.disk.release()
 		// A pooled instance is idle (ready for a cluster) once it has
 		// preloaded its pool's runtime; until then its pool counts it as
 		// pending.
@@ -237,6 +238,7 @@ func (n *node) run(ctx context.Context, asg wire.Assignment) {
 		l.Conf = withEventLog(asg.SparkConf, filepath.Join(n.sparkDir(), eventLogDir))
 	}
 	n.a.files.start(ctx, asg, n.a.cfg.Host, n.sparkDir())
+	l.LocalDirs = n.a.disk.prepare(ctx, asg)
 	if asg.AuthSecret != "" {
 		// Spark reads the RPC secret from this variable: it stays in the
 		// processes' memory, out of files and command lines.

@@ -54,6 +54,9 @@ type Launch struct {
 	// starts); DumpArchive writes it when the daemon exits.
 	Archive     string
 	DumpArchive bool
+	// LocalDirs, when set, are Spark's local directories (the elastic
+	// disk's); otherwise Dir/local.
+	LocalDirs []string
 }
 
 // Daemon is a running Spark master or worker.
@@ -200,7 +203,7 @@ func (s *realSpark) env(l Launch, confDir string) []string {
 	env := []string{
 		"SPARK_HOME=" + s.home,
 		"SPARK_CONF_DIR=" + confDir,
-		"SPARK_LOCAL_DIRS=" + filepath.Join(l.Dir, "local"),
+		"SPARK_LOCAL_DIRS=" + localDirs(l),
 		"SPARK_WORKER_DIR=" + filepath.Join(l.Dir, "work"),
 		"SPARK_LOCAL_IP=" + l.Host,
 		"SPARK_SCALA_VERSION=2.13",

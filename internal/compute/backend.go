@@ -160,6 +160,7 @@ func (s *Service) assignmentFor(ctx context.Context, in Instance) (wire.Assignme
 		asg.SparkConf = s.sparkConf(c)
 		asg.SparkEnv = c.Spec.SparkEnvVars
 		asg.LocalDiskEncryption = c.Spec.EnableLocalDiskEncryption
+		asg.ElasticDisk = s.elasticDiskFor(ctx, c, in.PoolID)
 		asg.InitScripts = s.initScripts(ctx, c)
 		if dest, _ := logDestination(c.Spec.ClusterLogConf); dest != "" {
 			asg.LogDelivery = true
@@ -310,6 +311,9 @@ func (s *Service) Report(ctx context.Context, instanceID string, r wire.Report) 
 			continue
 		}
 		resp.Logs[ch.Stream] = size
+	}
+	if resp.DiskEvents, err = s.recordDiskEvents(ctx, in, r.Status.DiskEvents); err != nil {
+		return resp, err
 	}
 	done, err := s.recordTasks(ctx, instanceID, r.Tasks)
 	if err != nil {

@@ -55,6 +55,7 @@ func (s *Service) Routes() []api.Route {
 		p("POST", "delete", "delete", s.deletePool),
 		p("GET", "get", "get", s.getPool),
 		p("GET", "list", "list", s.listPools),
+		api.Route{Pattern: "GET /api/2.0/tandem/usage", Category: "clusters", Action: "usage", Handler: s.usageHandler},
 		api.Route{Pattern: "GET /api/2.0/tandem/clusters/driver-logs", Category: "clusters", Action: "driverLogs", Handler: s.driverLogs, NoResult: true},
 		// Spark UI pages are not actions worth an audit record each; who
 		// may see them is checked like any call.
@@ -240,6 +241,7 @@ func (s *Service) createCluster(ctx context.Context, p principal.Principal, spec
 			DefaultTags: map[string]string{"Vendor": "Tandem", "Creator": p.Name, "ClusterName": spec.ClusterName, "ClusterId": id}}
 		if source == SourceJob {
 			c.DefaultTags["JobCluster"] = "true"
+			c.RunID = runIDOfJobKey(jobKey)
 		}
 		sp := spec
 		if err := s.putEvent(tx, &c, EvCreating, EventDetails{User: p.Name, Attributes: &sp, ClusterSize: sizeOf(spec)}); err != nil {
@@ -721,6 +723,9 @@ type ClusterDetails struct {
 	Spec              *ClusterSpec       `json:"spec,omitempty"`
 	// ClusterLogStatus says when logs were last delivered (clusters/get).
 	ClusterLogStatus *LogSyncStatus `json:"cluster_log_status,omitempty"`
+	// Usage is a Tandem extension (clients ignore it): the cluster's
+	// uptime and cost so far, in clusters/get.
+	Usage *ClusterUsage `json:"usage,omitempty"`
 }
 
 func (s *Service) details(c Cluster, insts []Instance) ClusterDetails {
@@ -800,9 +805,13 @@ func (s *Service) get(ctx context.Context, req *api.Request) (any, error) {
 			return err
 		}
 		insts, err := instancesOf(tx, c.ID)
+		if err != nil {
+			return err
+		}
 		out = s.details(c, insts)
+		out.ClusterLogStatus, err = logStatus(tx, c.ID)
 		if err == nil {
-			out.ClusterLogStatus, err = logStatus(tx, c.ID)
+			out.Usage, err = s.clusterUsage(tx, c)
 		}
 		return err
 	})

@@ -221,6 +221,8 @@ type Cluster struct {
 	// scripts were logged as started and finished.
 	ScriptsStarted  int64 `json:"scripts_started,omitempty"`
 	ScriptsReported int64 `json:"scripts_reported,omitempty"`
+	// RunID is the job run a job cluster was made for (cost accounting).
+	RunID int64 `json:"run_id,omitempty"`
 }
 
 // active reports whether the cluster has (or wants) instances.
@@ -296,6 +298,12 @@ type EventDetails struct {
 	DriverStateMessage  string             `json:"driver_state_message,omitempty"`
 	JobRunName          string             `json:"job_run_name,omitempty"`
 	InitScripts         *InitScriptDetails `json:"init_scripts,omitempty"`
+	// Local storage autoscaling (EXPANDED_DISK, FAILED_TO_EXPAND_DISK,
+	// DID_NOT_EXPAND_DISK): sizes in bytes.
+	DiskSize           int64  `json:"disk_size,omitempty"`
+	PreviousDiskSize   int64  `json:"previous_disk_size,omitempty"`
+	FreeSpace          int64  `json:"free_space,omitempty"`
+	DidNotExpandReason string `json:"did_not_expand_reason,omitempty"`
 }
 
 // InitScriptDetails are the init script results of one node, reported for
@@ -382,6 +390,7 @@ type Usage struct {
 	ClusterSource string `json:"cluster_source,omitempty"`
 	Role          string `json:"role,omitempty"`
 	PoolID        string `json:"instance_pool_id,omitempty"`
+	RunID         int64  `json:"run_id,omitempty"`
 	StartMillis   int64  `json:"start_time"`
 	EndMillis     int64  `json:"end_time,omitempty"` // 0 while open
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/tandemdata/tandem/internal/pki"
 	"github.com/tandemdata/tandem/internal/principal"
 	"github.com/tandemdata/tandem/internal/store"
+	"github.com/tandemdata/tandem/internal/usage"
 )
 
 // Auditor writes audit records of asynchronous outcomes (createResult...).
@@ -97,6 +98,12 @@ type Service struct {
 	Principals    Principals
 
 	Catalog Catalog
+	// Rates price usage (the usage API, clusters/get); nil: the default
+	// rates for the catalog's node types (DefaultRates).
+	Rates *usage.Rates
+	// ElasticDisk sizes the scratch volumes of enable_elastic_disk
+	// clusters' nodes (zero fields: the agent's defaults).
+	ElasticDisk wire.ElasticDisk
 	// IntraClusterEncryption is the workspace setting that turns on Spark
 	// RPC authentication and AES-GCM encryption for every cluster.
 	IntraClusterEncryption bool

@@ -69,6 +69,32 @@ type Compute struct {
 	HeartbeatSeconds float64 `json:"heartbeat_seconds"`
 	// Kubernetes configures the Kubernetes provider.
 	Kubernetes Kubernetes `json:"kubernetes"`
+	// Usage overrides the rates cost accounting prices usage with.
+	Usage UsageRates `json:"usage"`
+	// ElasticDisk sizes the scratch volumes of enable_elastic_disk
+	// clusters' nodes (local storage autoscaling).
+	ElasticDisk ElasticDisk `json:"elastic_disk"`
+}
+
+// ElasticDisk sizes local storage autoscaling, in MiB; zero values take
+// the defaults (256 MiB volumes, the first one too, at most 8, a volume
+// attached when less than half a volume is free).
+type ElasticDisk struct {
+	FirstVolumeMB int `json:"first_volume_mb"`
+	VolumeMB      int `json:"volume_mb"`
+	MaxVolumes    int `json:"max_volumes"`
+	FreeBelowMB   int `json:"free_below_mb"`
+}
+
+// UsageRates override the default rates of cost accounting (see
+// docs/autoscaling.md, "Cost and the usage API"): entries given replace
+// or add to the defaults, the others stay.
+type UsageRates struct {
+	// DBUPerHour is per node type.
+	DBUPerHour map[string]float64 `json:"dbu_per_hour"`
+	// PricePerDBU is per compute type (ALL_PURPOSE, JOBS, JOBS_LIGHT, SQL).
+	PricePerDBU map[string]float64 `json:"price_per_dbu"`
+	Currency    string             `json:"currency"`
 }
 
 // Kubernetes configures the Kubernetes instance provider.
@@ -86,6 +112,11 @@ type Kubernetes struct {
 	ServiceAccount   string            `json:"service_account"`
 	ImagePullSecrets []string          `json:"image_pull_secrets"`
 	NodeSelector     map[string]string `json:"node_selector"`
+	// ScratchSize ("2Gi") gives every pod a size-limited emptyDir for
+	// enable_elastic_disk clusters; ScratchMedium "Memory" makes it a
+	// tmpfs. Empty: no scratch volume.
+	ScratchSize   string `json:"scratch_size"`
+	ScratchMedium string `json:"scratch_medium"`
 }
 
 // DR pairs a region with its peer. The two regions trust each other
@@ -323,6 +354,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Compute.Provider == "kubernetes" && c.Compute.Kubernetes.Image == "" {
 		return fmt.Errorf("compute.kubernetes.image is required with the kubernetes provider")
+	}
+	if e := c.Compute.ElasticDisk; e.FirstVolumeMB < 0 || e.VolumeMB < 0 || e.MaxVolumes < 0 || e.FreeBelowMB < 0 {
+		return fmt.Errorf("compute.elastic_disk sizes must not be negative")
 	}
 	if c.Compute.HeartbeatSeconds < 0 || c.Compute.MaxWorkers < 0 {
 		return fmt.Errorf("compute.heartbeat_seconds and compute.max_workers must not be negative")

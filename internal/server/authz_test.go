@@ -509,6 +509,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 			id := cluster("")
 			return call{method: "GET", path: "/api/2.0/tandem/clusters/driver-logs?cluster_id=" + id, grant: grant("clusters", id, "CAN_ATTACH_TO")}
 		}},
+		// The usage API answers every user with the clusters they may
+		// attach to; naming a cluster needs CAN_ATTACH_TO on it.
+		{"GET /api/2.0/tandem/usage", "CAN_ATTACH_TO", func() call {
+			id := cluster("")
+			return call{method: "GET", path: "/api/2.0/tandem/usage?group_by=cluster&cluster_id=" + id, grant: grant("clusters", id, "CAN_ATTACH_TO")}
+		}},
 		{"/driver-proxy/o/{org}/{cluster_id}/sparkui/{rest...}", "CAN_ATTACH_TO", func() call {
 			id := cluster("RUNNING")
 			return call{method: "GET", path: "/driver-proxy/o/0/" + id + "/sparkui/json/", grant: grant("clusters", id, "CAN_ATTACH_TO")}

@@ -46,6 +46,10 @@ func (s *Server) buildCompute(orgID int64) error {
 		LogSink:                s.DBFS,
 		LostAfter:              3*heartbeat + time.Second,
 	}
+	if s.Compute.Rates, err = usageRates(s.Compute.Catalog.NodeTypes, cc.Usage); err != nil {
+		return err
+	}
+	s.Compute.ElasticDisk = elasticDisk(cc.ElasticDisk)
 	s.Compute.Init()
 	s.Gateway.Backend = s.Compute
 	return nil

@@ -37,6 +37,10 @@ func newKubernetesProvider(cfg config.Compute, region string) (provider.Provider
 	if ns == "" {
 		ns = "default"
 	}
-	return &k8sprovider.Provider{Client: cs, Namespace: ns, Region: region, Image: k.Image, Venv: k.Venv, SparkHome: k.SparkHome,
-		ServiceAccount: k.ServiceAccount, ImagePullSecrets: k.ImagePullSecrets, NodeSelector: k.NodeSelector}, nil
+	p := &k8sprovider.Provider{Client: cs, Namespace: ns, Region: region, Image: k.Image, Venv: k.Venv, SparkHome: k.SparkHome,
+		ServiceAccount: k.ServiceAccount, ImagePullSecrets: k.ImagePullSecrets, NodeSelector: k.NodeSelector}
+	if p.Scratch, err = k8sprovider.ParseScratch(k.ScratchSize, k.ScratchMedium); err != nil {
+		return nil, fmt.Errorf("kubernetes provider: %w", err)
+	}
+	return p, nil
 }

@@ -112,16 +112,20 @@ type Interval struct {
 	End         time.Time // zero while the instance is still up
 }
 
-// Line is the usage of one cluster (and job run) on one node type.
+// Line is the usage of one cluster (and job run) on one node type. A
+// grouped report (Group) leaves out the fields it does not group by.
 type Line struct {
-	ClusterID   string      `json:"cluster_id"`
+	ClusterID   string      `json:"cluster_id,omitempty"`
 	RunID       int64       `json:"run_id,omitempty"`
-	ComputeType ComputeType `json:"compute_type"`
-	NodeTypeID  string      `json:"node_type_id"`
+	ComputeType ComputeType `json:"compute_type,omitempty"`
+	NodeTypeID  string      `json:"node_type_id,omitempty"`
 	Instances   int         `json:"instances"`
 	NodeSeconds float64     `json:"node_seconds"`
 	DBUs        float64     `json:"dbus"`
 	Cost        float64     `json:"cost"`
+	// Unpriced marks a line whose node type has no DBU rate: its uptime
+	// is counted, its DBUs and cost are 0 (see WithUnknownNodeTypes).
+	Unpriced bool `json:"unpriced,omitempty"`
 }
 
 // Total sums lines.
@@ -139,6 +143,10 @@ type Report struct {
 	Currency  string `json:"currency"`
 	Usage     []Line `json:"usage"`
 	Total     Total  `json:"total"`
+	// GroupBy is the grouping the lines were summed by, if any.
+	GroupBy string `json:"group_by,omitempty"`
+	// UnpricedNodeTypes lists node types that had uptime but no rate.
+	UnpricedNodeTypes []string `json:"unpriced_node_types,omitempty"`
 }
 
 // Compute is the usage the intervals add up to between from and to: each

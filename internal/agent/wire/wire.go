@@ -88,6 +88,9 @@ type Assignment struct {
 	// the node also ships its executors' output and the driver's Spark
 	// event logs.
 	LogDelivery bool `json:"log_delivery,omitempty"`
+	// ElasticDisk, when set, puts Spark's scratch space on capacity-bounded
+	// volumes that grow while free space runs low (enable_elastic_disk).
+	ElasticDisk *ElasticDisk `json:"elastic_disk,omitempty"`
 }
 
 // InitScript is one script to run, with its origin for the event log.
@@ -161,6 +164,9 @@ type ReportResponse struct {
 	// Tasks are ids of finished tasks whose result the control plane has
 	// kept: the agent may forget them.
 	Tasks []string `json:"tasks,omitempty"`
+	// DiskEvents is the highest disk event sequence number recorded: the
+	// agent forgets the events up to it.
+	DiskEvents int64 `json:"disk_events,omitempty"`
 }
 
 // NodeStatus is where an instance is in carrying out its assignment.
@@ -186,6 +192,11 @@ type NodeStatus struct {
 	ScratchEncrypted bool `json:"scratch_encrypted,omitempty"`
 	// Version is the agent's build version.
 	Version string `json:"version,omitempty"`
+	// Disk is the node's elastic scratch space, when it has one.
+	Disk *DiskStatus `json:"disk,omitempty"`
+	// DiskEvents are local storage autoscaling events not yet
+	// acknowledged (ReportResponse.DiskEvents).
+	DiskEvents []DiskEvent `json:"disk_events,omitempty"`
 }
 
 // Init script execution statuses, as Databricks reports them.
@@ -308,4 +319,43 @@ type ProxyRequest struct {
 	Path   string      `json:"path"` // with the query
 	Header http.Header `json:"header,omitempty"`
 	Body   []byte      `json:"body,omitempty"`
+}
+
+// ElasticDisk configures an instance's local storage autoscaling: Spark's
+// scratch space starts with FirstVolumeBytes and gains VolumeBytes each
+// time its free space falls below FreeBelowBytes, up to MaxVolumes volumes.
+type ElasticDisk struct {
+	FirstVolumeBytes int64 `json:"first_volume_bytes"`
+	VolumeBytes      int64 `json:"volume_bytes"`
+	MaxVolumes       int   `json:"max_volumes"`
+	FreeBelowBytes   int64 `json:"free_below_bytes"`
+}
+
+// DiskStatus is a node's elastic scratch space now.
+type DiskStatus struct {
+	Volumes   int    `json:"volumes"`
+	SizeBytes int64  `json:"size_bytes"`
+	FreeBytes int64  `json:"free_bytes"`
+	Path      string `json:"path,omitempty"`
+}
+
+// Disk event types (Databricks' cluster event types).
+const (
+	DiskExpanded     = "EXPANDED_DISK"
+	DiskFailedExpand = "FAILED_TO_EXPAND_DISK"
+	DiskDidNotExpand = "DID_NOT_EXPAND_DISK"
+)
+
+// DiskEvent is one local storage autoscaling event of a node.
+type DiskEvent struct {
+	// Seq increases with every event of the agent (acknowledgement).
+	Seq        int64  `json:"seq"`
+	TimeMillis int64  `json:"time_millis"`
+	ClusterID  string `json:"cluster_id"`
+	Type       string `json:"type"`
+	// Reason says why the disk did not or could not expand.
+	Reason           string `json:"reason,omitempty"`
+	DiskSize         int64  `json:"disk_size"`
+	PreviousDiskSize int64  `json:"previous_disk_size,omitempty"`
+	FreeSpace        int64  `json:"free_space"`
 }

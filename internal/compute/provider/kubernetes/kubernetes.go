@@ -54,6 +54,9 @@ type Provider struct {
 	ServiceAccount   string
 	ImagePullSecrets []string
 	NodeSelector     map[string]string
+	// Scratch, when set, gives every pod a size-limited scratch volume
+	// for enable_elastic_disk clusters (see scratch.go).
+	Scratch *Scratch
 }
 
 func name(id string) string { return "tandem-" + strings.ToLower(id) }
@@ -128,6 +131,7 @@ func (p *Provider) pod(spec provider.Spec, labels map[string]string) *corev1.Pod
 			},
 		},
 	}
+	p.addScratch(pod)
 	for _, s := range p.ImagePullSecrets {
 		pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: s})
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
@@ -79,5 +80,70 @@ func TestInstancePodShape(t *testing.T) {
 	other := &Provider{Client: cs, Namespace: "tandem", Region: "secondary", Image: "x"}
 	if list, _ := other.List(ctx); len(list) != 0 {
 		t.Fatalf("the secondary region lists %v", list)
+	}
+}
+
+// TestInstancePodScratchVolume: with a scratch size, pods get a
+// size-limited emptyDir at the elastic disk's path, and the agent is told
+// it is provisioned.
+func TestInstancePodScratchVolume(t *testing.T) {
+	for _, c := range []struct {
+		medium   corev1.StorageMedium
+		requests bool
+	}{{"", true}, {corev1.StorageMediumMemory, false}} {
+		p, cs := newFake()
+		p.Scratch = &Scratch{SizeLimit: resource.MustParse("2Gi"), Medium: c.medium}
+		ctx := context.Background()
+		if err := p.Create(ctx, provider.Spec{ID: "i-1", NodeType: "tandem.small", Cores: 1, MemoryMB: 2048}); err != nil {
+			t.Fatal(err)
+		}
+		pod, err := cs.CoreV1().Pods("tandem").Get(ctx, "tandem-i-1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var vol *corev1.Volume
+		for i := range pod.Spec.Volumes {
+			if pod.Spec.Volumes[i].Name == "scratch" {
+				vol = &pod.Spec.Volumes[i]
+			}
+		}
+		if vol == nil || vol.EmptyDir == nil || vol.EmptyDir.SizeLimit.String() != "2Gi" || vol.EmptyDir.Medium != c.medium {
+			t.Fatalf("scratch volume %+v", vol)
+		}
+		ctr := pod.Spec.Containers[0]
+		mounted, told := false, false
+		for _, m := range ctr.VolumeMounts {
+			mounted = mounted || (m.Name == "scratch" && m.MountPath == "/var/lib/tandem/instance/disk/scratch" && !m.ReadOnly)
+		}
+		for _, e := range ctr.Env {
+			told = told || (e.Name == agent.EnvScratchProvisioned && e.Value == "1")
+		}
+		_, requested := ctr.Resources.Requests[corev1.ResourceEphemeralStorage]
+		if !mounted || !told || requested != c.requests {
+			t.Fatalf("medium %q: mounted %v, told %v, ephemeral-storage requested %v", c.medium, mounted, told, requested)
+		}
+	}
+	// Without a scratch size, no volume.
+	p, cs := newFake()
+	p.Create(context.Background(), provider.Spec{ID: "i-2", NodeType: "tandem.small"})
+	pod, _ := cs.CoreV1().Pods("tandem").Get(context.Background(), "tandem-i-2", metav1.GetOptions{})
+	for _, v := range pod.Spec.Volumes {
+		if v.Name == "scratch" {
+			t.Fatal("a scratch volume without a size")
+		}
+	}
+}
+
+func TestParseScratch(t *testing.T) {
+	if s, err := ParseScratch("", ""); s != nil || err != nil {
+		t.Fatalf("empty: %v %v", s, err)
+	}
+	if s, err := ParseScratch("512Mi", "Memory"); err != nil || s.SizeLimit.Value() != 512<<20 || s.Medium != corev1.StorageMediumMemory {
+		t.Fatalf("512Mi Memory: %+v %v", s, err)
+	}
+	for _, bad := range [][2]string{{"lots", ""}, {"-1Gi", ""}, {"1Gi", "HugePages"}} {
+		if _, err := ParseScratch(bad[0], bad[1]); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
 	}
 }

@@ -168,6 +168,7 @@ func (p *Provider) Delete(ctx context.Context, id string) error {
 		}
 		syscall.Kill(-pid, syscall.SIGKILL)
 	}
+	unmountUnder(dir)
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("remove instance directory: %w", err)
 	}
