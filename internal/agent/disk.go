@@ -385,3 +385,22 @@ func defaultVolumeBackend() volumeBackend {
 	}
 	return tmpfsBackend{}
 }
+
+// ElasticDiskAvailable reports why this host cannot give nodes elastic
+// disks (size-limited tmpfs volumes need root and the right to mount), or
+// nil when it can: it mounts and unmounts a 1 MiB volume under dir.
+func ElasticDiskAvailable(ctx context.Context, dir string) error {
+	if os.Geteuid() != 0 {
+		return errors.New("mounting tmpfs volumes needs root")
+	}
+	probe := filepath.Join(dir, "elastic-disk-probe")
+	if err := os.MkdirAll(probe, 0o700); err != nil {
+		return err
+	}
+	defer os.Remove(probe)
+	b := tmpfsBackend{}
+	if err := b.Create(ctx, probe, 1<<20); err != nil {
+		return err
+	}
+	return b.Release(ctx, probe)
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/databricks/databricks-sdk-go/service/compute"
 
+	"github.com/tandemdata/tandem/internal/agent"
 	"github.com/tandemdata/tandem/internal/agent/wire"
 	"github.com/tandemdata/tandem/internal/server"
 	"github.com/tandemdata/tandem/internal/server/servertest"
@@ -22,8 +23,8 @@ import (
 // DID_NOT_EXPAND_DISK through the SDK; deleting the cluster unmounts the
 // volumes.
 func TestElasticDiskEventsReachTheEventLog(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the elastic disk mounts tmpfs volumes: root only")
+	if err := agent.ElasticDiskAvailable(context.Background(), t.TempDir()); err != nil {
+		t.Skipf("this host cannot mount elastic disk volumes: %v", err)
 	}
 	const mb = 1 << 20
 	prov := newProvider(t)
