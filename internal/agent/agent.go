@@ -118,6 +118,9 @@ type Agent struct {
 
 	mu          sync.Mutex
 	lastContact time.Time
+	// cpuPrev is the host's CPU counters at the previous metrics (the
+	// report loop's own).
+	cpuPrev cpuTimes
 	heartbeat   time.Duration
 	changed     chan struct{}
 }
@@ -364,6 +367,8 @@ func (a *Agent) reportLoop(ctx context.Context) error {
 		rep.Spark = a.node.snapshot(ctx)
 		if time.Since(lastMetrics) >= 5*time.Second {
 			rep.Metrics = a.metrics()
+			a.hostStats(rep.Metrics)
+			rep.Metrics.Spark = a.sparkSamples(ctx)
 			lastMetrics = time.Now()
 		}
 		chunks := a.logs.pending(maxReportLogBytes)
