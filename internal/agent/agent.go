@@ -118,11 +118,12 @@ type Agent struct {
 
 	mu          sync.Mutex
 	lastContact time.Time
+	heartbeat   time.Duration
+	changed     chan struct{}
+
 	// cpuPrev is the host's CPU counters at the previous metrics (the
 	// report loop's own).
 	cpuPrev cpuTimes
-	heartbeat   time.Duration
-	changed     chan struct{}
 }
 
 // Options change how an agent runs (tests).
