@@ -369,7 +369,7 @@ func (a *Agent) reportLoop(ctx context.Context) error {
 		if time.Since(lastMetrics) >= 5*time.Second {
 			rep.Metrics = a.metrics()
 			a.hostStats(rep.Metrics)
-			rep.Metrics.Spark = a.sparkSamples(ctx)
+			rep.Metrics.Spark = a.node.sparkFigures()
 			lastMetrics = time.Now()
 		}
 		chunks := a.logs.pending(maxReportLogBytes)

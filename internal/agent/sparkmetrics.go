@@ -90,10 +90,44 @@ func executorSamples(appID string, execs []executorSummary) []wire.Sample {
 
 var sparkMetricsClient = &http.Client{Timeout: 3 * time.Second}
 
-// sparkSamples reads the cluster's Spark figures on a running driver: the
-// master's state (already watched by the node) and, through the master's
-// reverse proxy, each running application's executors. Nothing is read on
-// other nodes. A figure that cannot be read is left out.
+// sparkEvery is how often a driver reads its Spark figures (the agent
+// sends metrics every 5 s).
+const sparkEvery = 5 * time.Second
+
+// watchSpark reads the cluster's Spark figures on a running driver until
+// ctx ends: the master's state (watched by runDriver) and, through the
+// master's reverse proxy, each running application's executors. A figure
+// that cannot be read is left out.
+func (n *node) watchSpark(ctx context.Context) {
+	t := time.NewTicker(sparkEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			n.mu.Lock()
+			n.spark = nil
+			n.mu.Unlock()
+			return
+		case <-t.C:
+		}
+		samples := n.a.sparkSamples(ctx)
+		n.mu.Lock()
+		n.spark = samples
+		n.mu.Unlock()
+	}
+}
+
+// sparkFigures returns the driver's latest Spark figures (nil elsewhere).
+func (n *node) sparkFigures() []wire.Sample {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.daemon == nil || n.asg.Role != wire.RoleDriver {
+		return nil
+	}
+	return n.spark
+}
+
+// sparkSamples reads the figures once.
 func (a *Agent) sparkSamples(ctx context.Context) []wire.Sample {
 	snap := a.node.snapshot(ctx)
 	port := a.node.uiPort()
