@@ -43,7 +43,7 @@ type ClusterAccess interface {
 //
 // Memory is bounded: each node has a ring of Retention/Step entries (720
 // for an hour at 5 s), each a vector of len(historyNames) float64 (27, so
-// about 250 bytes with its header): about 180 KiB per node. A node's ring
+// about 270 bytes with its header): about 200 KiB per node (bench/nodemetrics). A node's ring
 // is dropped once it has not reported for Retention, so the nodes held
 // are those that reported in the last hour. The latest figures keep at
 // most maxSparkSamples Spark samples per node.
@@ -60,8 +60,9 @@ type Service struct {
 	// Now is the clock (tests); nil is time.Now.
 	Now func() time.Time
 
-	mu    sync.Mutex
-	nodes map[string]*nodeState
+	mu        sync.Mutex
+	nodes     map[string]*nodeState
+	lastPrune time.Time
 }
 
 type nodeState struct {
@@ -114,8 +115,13 @@ func (s *Service) Observe(n Node, m wire.Metrics) {
 	s.pruneLocked(now)
 }
 
-// pruneLocked drops the nodes silent for longer than the retention.
+// pruneLocked drops the nodes silent for longer than the retention, at
+// most once per step (it walks every node).
 func (s *Service) pruneLocked(now time.Time) {
+	if now.Sub(s.lastPrune) < s.step() && now.After(s.lastPrune) {
+		return
+	}
+	s.lastPrune = now
 	for id, st := range s.nodes {
 		if now.Sub(st.seen) > s.retention() {
 			delete(s.nodes, id)
