@@ -267,4 +267,3 @@ func (p *prometheus) query(q string) ([]promSample, error) {
 	}
 	return out, nil
 }
-
