@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,6 +101,13 @@ print("rounds", n)
 		}
 		return true, ""
 	})
+	// What a scrape of the driver's target returns, for the docs.
+	r := srv.Do(srv.AdminToken, "GET", "/api/2.0/tandem/metrics/prometheus?instance_id="+cl.Driver.InstanceId, nil)
+	for _, line := range strings.Split(string(r.Body), "\n") {
+		if strings.HasPrefix(line, "tandem_node_memory_rss_bytes") || strings.HasPrefix(line, "tandem_spark_") {
+			t.Logf("exposition: %s", line)
+		}
+	}
 	for _, q := range []string{
 		`max_over_time(tandem_spark_executor_shuffle_write_bytes_total{cluster_id=%q,executor_id!="driver"}[10m])`,
 		`max_over_time(tandem_spark_executor_jvm_heap_peak_bytes{cluster_id=%q}[10m])`,
