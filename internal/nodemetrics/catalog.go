@@ -2,7 +2,6 @@ package nodemetrics
 
 import (
 	"math"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -116,7 +115,7 @@ func cleanSpark(in []wire.Sample) []Sample {
 		vals := make([]string, 0, len(s.Labels))
 		for _, name := range sparkDefs[i].labels {
 			v, ok := s.Labels[name]
-			if !ok || !labelValue.MatchString(v) {
+			if !ok || !validLabelValue(v) {
 				vals = nil
 				break
 			}
@@ -130,8 +129,21 @@ func cleanSpark(in []wire.Sample) []Sample {
 	return out
 }
 
-// labelValue admits the ids Spark makes (app-20260101-0001, driver, 0).
-var labelValue = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
+// validLabelValue admits the ids Spark makes (app-20260101-0001, driver,
+// 0): 1 to maxLabelValue letters, digits and _ . : - (a loop, not a
+// regexp: it runs for every sample of every report).
+func validLabelValue(v string) bool {
+	if len(v) == 0 || len(v) > maxLabelValue {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // historyNames are the series kept in history: every node series, and
 // every Spark series summed over its labels (all executors of all

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,6 +108,8 @@ func TestCleanSparkKeepsOnlyKnownSeriesWithTheirLabels(t *testing.T) {
 		{"extra label", wire.Sample{Name: "spark_workers", Labels: map[string]string{"x": "y"}, Value: 1}, false},
 		{"wrong label", wire.Sample{Name: "spark_executors", Labels: map[string]string{"user": "a"}, Value: 1}, false},
 		{"label value with a quote", wire.Sample{Name: "spark_executors", Labels: map[string]string{"app_id": `a"b`}, Value: 1}, false},
+		{"label value too long", wire.Sample{Name: "spark_executors", Labels: map[string]string{"app_id": strings.Repeat("a", maxLabelValue+1)}, Value: 1}, false},
+		{"empty label value", wire.Sample{Name: "spark_executors", Labels: map[string]string{"app_id": ""}, Value: 1}, false},
 		{"NaN", wire.Sample{Name: "spark_workers", Value: math.NaN()}, false},
 		{"infinity", wire.Sample{Name: "spark_workers", Value: math.Inf(1)}, false},
 	}
