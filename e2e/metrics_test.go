@@ -177,6 +177,8 @@ func startPrometheus(t *testing.T, srv *servertest.Server) *prometheus {
 	if err := os.WriteFile(tokenFile, []byte(srv.AdminToken), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The SD's authorization names its type: Prometheus 2.42 (Debian 12)
+	// sends the bare token to SD endpoints otherwise.
 	config := fmt.Sprintf(`global:
   scrape_interval: 2s
   scrape_timeout: 2s
@@ -191,6 +193,7 @@ scrape_configs:
       - url: %[3]s/api/2.0/tandem/metrics/http-sd
         refresh_interval: 2s
         authorization:
+          type: Bearer
           credentials_file: %[1]s
         tls_config:
           ca_file: %[2]s
