@@ -1,10 +1,12 @@
 package nodemetrics
 
 // entry is one point of a node's history: when (ms since the epoch),
-// the cluster the node served then, and the historyNames vector.
+// the cluster the node served then and its role in it, and the
+// historyNames vector.
 type entry struct {
 	at      int64
 	cluster string
+	role    string
 	values  []float64
 }
 

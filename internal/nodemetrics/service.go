@@ -112,7 +112,7 @@ func (s *Service) Observe(n Node, m wire.Metrics) {
 		s.nodes[n.InstanceID] = st
 	}
 	st.node, st.seen, st.latest, st.spark = n, now, m, spark
-	st.hist.add(entry{at: now.UnixMilli(), cluster: n.ClusterID, values: historyValues(m, spark)})
+	st.hist.add(entry{at: now.UnixMilli(), cluster: n.ClusterID, role: n.role(), values: historyValues(m, spark)})
 	s.pruneLocked(now)
 }
 
@@ -162,7 +162,8 @@ type Point struct {
 	Value     float64 `json:"value"`
 }
 
-// Series is one node's history of one metric.
+// Series is one node's history of one metric; Role is the node's role at
+// its newest point.
 type Series struct {
 	InstanceID string  `json:"instance_id"`
 	ClusterID  string  `json:"cluster_id,omitempty"`
@@ -184,12 +185,13 @@ func (s *Service) history(metric, clusterID, instanceID string, start, end int64
 		if instanceID != "" && id != instanceID {
 			continue
 		}
-		se := Series{InstanceID: id, ClusterID: clusterID, Role: st.node.role(), NodeType: st.node.NodeType}
+		se := Series{InstanceID: id, ClusterID: clusterID, NodeType: st.node.NodeType}
 		st.hist.each(func(e entry) {
 			if e.at < start || e.at > end || (clusterID != "" && e.cluster != clusterID) || e.values[idx] != e.values[idx] {
 				return
 			}
 			se.Points = append(se.Points, Point{Timestamp: e.at, Value: e.values[idx]})
+			se.Role = e.role // the role in the newest point
 		})
 		if len(se.Points) > 0 {
 			out = append(out, se)

@@ -88,6 +88,9 @@ func TestHistoryFiltersByClusterTimeAndMetric(t *testing.T) {
 		{"one node across clusters", "tandem_node_memory_rss_bytes", "", "i-a", t0, end, []Series{
 			{InstanceID: "i-a", Role: "worker", Points: []Point{{at(0), 100}, {at(1), 101}, {at(2), 102}, {at(3), 103}, {at(4), 104}}},
 		}},
+		{"the role the node had then", "tandem_node_memory_rss_bytes", "", "i-a", t0, at(3), []Series{
+			{InstanceID: "i-a", Role: "idle", Points: []Point{{at(0), 100}, {at(1), 101}, {at(2), 102}, {at(3), 103}}},
+		}},
 		{"a time window", "tandem_node_memory_rss_bytes", "", "i-b", at(1), at(2), []Series{
 			{InstanceID: "i-b", Role: "driver", Points: []Point{{at(1), 201}, {at(2), 202}}},
 		}},
