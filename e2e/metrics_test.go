@@ -126,6 +126,11 @@ print("rounds", n)
 		t.Fatalf("the busy run: %v %+v", err, run)
 	}
 
+	// The executors' JVM heap comes from their heartbeats (every 10 s):
+	// logged, not required, as a short application may end before one.
+	heap, err := prom.query(fmt.Sprintf(`max_over_time(tandem_spark_executor_jvm_heap_peak_bytes{cluster_id=%q}[10m])`, id))
+	t.Logf("JVM heap peaks after the run: %v %v", heap, err)
+
 	// The history API has the same figures, for charts.
 	h := history(t, srv, id, "tandem_spark_executor_completed_tasks_total")
 	best := 0.0
