@@ -43,7 +43,7 @@ type ClusterAccess interface {
 //
 // Memory is bounded: each node has a ring of Retention/Step entries (720
 // for an hour at 5 s), each a vector of len(historyNames) float64 (27, so
-// about 270 bytes with its header): about 200 KiB per node (measured by
+// about 290 bytes with its header): about 207 KiB per node (measured by
 // bench/nodemetrics). A node's ring is dropped once it has not reported
 // for Retention, so the nodes held are those that reported in the last
 // hour. The latest figures keep at
