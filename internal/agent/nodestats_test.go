@@ -86,17 +86,21 @@ func TestMasterSamples(t *testing.T) {
 	}
 }
 
-func TestExecutorSamplesCountsExecutorsButNotTheDriver(t *testing.T) {
+func TestExecutorSamplesCountsExecutorsButNotTheDriverAndSkipsUnmeasuredHeaps(t *testing.T) {
 	execs := []executorSummary{
 		{ID: "driver", IsActive: true, PeakMemoryMetrics: &struct {
 			JVMHeapMemory int64 `json:"JVMHeapMemory"`
 		}{JVMHeapMemory: 300}},
 		{ID: "0", IsActive: true, ActiveTasks: 2, CompletedTasks: 10, FailedTasks: 1, TotalShuffleRead: 5, TotalShuffleWrite: 6, MemoryUsed: 7},
 		{ID: "1", IsActive: false, CompletedTasks: 99},
+		{ID: "2", IsActive: true, PeakMemoryMetrics: &struct {
+			JVMHeapMemory int64 `json:"JVMHeapMemory"`
+		}{JVMHeapMemory: 0}},
 	}
 	got := executorSamples("app-1", execs)
 	d := map[string]string{"app_id": "app-1", "executor_id": "driver"}
 	e := map[string]string{"app_id": "app-1", "executor_id": "0"}
+	e2 := map[string]string{"app_id": "app-1", "executor_id": "2"}
 	want := []wire.Sample{
 		{Name: "spark_executor_active_tasks", Labels: d},
 		{Name: "spark_executor_completed_tasks_total", Labels: d},
@@ -111,7 +115,13 @@ func TestExecutorSamplesCountsExecutorsButNotTheDriver(t *testing.T) {
 		{Name: "spark_executor_shuffle_read_bytes_total", Labels: e, Value: 5},
 		{Name: "spark_executor_shuffle_write_bytes_total", Labels: e, Value: 6},
 		{Name: "spark_executor_storage_memory_used_bytes", Labels: e, Value: 7},
-		{Name: "spark_executors", Labels: map[string]string{"app_id": "app-1"}, Value: 1},
+		{Name: "spark_executor_active_tasks", Labels: e2},
+		{Name: "spark_executor_completed_tasks_total", Labels: e2},
+		{Name: "spark_executor_failed_tasks_total", Labels: e2},
+		{Name: "spark_executor_shuffle_read_bytes_total", Labels: e2},
+		{Name: "spark_executor_shuffle_write_bytes_total", Labels: e2},
+		{Name: "spark_executor_storage_memory_used_bytes", Labels: e2},
+		{Name: "spark_executors", Labels: map[string]string{"app_id": "app-1"}, Value: 2},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("executorSamples (-want +got):\n%s", diff)

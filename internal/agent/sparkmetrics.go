@@ -81,7 +81,10 @@ func executorSamples(appID string, execs []executorSummary) []wire.Sample {
 		add("spark_executor_shuffle_read_bytes_total", e.TotalShuffleRead)
 		add("spark_executor_shuffle_write_bytes_total", e.TotalShuffleWrite)
 		add("spark_executor_storage_memory_used_bytes", e.MemoryUsed)
-		if e.PeakMemoryMetrics != nil {
+		// Spark reports zero peaks until the executor's first heartbeat
+		// (every 10 s) measures them: no heap is zero bytes, so zero is
+		// left out rather than charted.
+		if e.PeakMemoryMetrics != nil && e.PeakMemoryMetrics.JVMHeapMemory > 0 {
 			add("spark_executor_jvm_heap_peak_bytes", e.PeakMemoryMetrics.JVMHeapMemory)
 		}
 	}
