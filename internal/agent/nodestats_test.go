@@ -127,3 +127,18 @@ func TestExecutorSamplesCountsExecutorsButNotTheDriverAndSkipsUnmeasuredHeaps(t 
 		t.Fatalf("executorSamples (-want +got):\n%s", diff)
 	}
 }
+
+// FuzzProcParsers feeds the /proc parsers arbitrary text: they never
+// panic, and what they return is sane.
+func FuzzProcParsers(f *testing.F) {
+	f.Add("cpu  100 5 50 800 40 3 2 0 7 0\n")
+	f.Add("  eth0: 1000 10 0 0 0 0 0 0 2000 20 0 0 0 0 0 0\n")
+	f.Add("MemTotal: 2048 kB\nMemAvailable: 1024 kB\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		if c, ok := parseCPUTimes([]byte(s)); ok && c.busy > c.total {
+			t.Fatalf("busy %d > total %d", c.busy, c.total)
+		}
+		parseNetDev([]byte(s))
+		parseMeminfo([]byte(s))
+	})
+}
