@@ -123,6 +123,10 @@ type Agent struct {
 	lastContact time.Time
 	heartbeat   time.Duration
 	changed     chan struct{}
+
+	// cpuPrev is the host's CPU counters at the previous metrics (the
+	// report loop's own).
+	cpuPrev cpuTimes
 }
 
 // Options change how an agent runs (tests).
@@ -375,6 +379,8 @@ func (a *Agent) reportLoop(ctx context.Context) error {
 		rep.Status.Disk, rep.Status.DiskEvents = a.disk.status(), a.disk.pending()
 		if time.Since(lastMetrics) >= 5*time.Second {
 			rep.Metrics = a.metrics()
+			a.hostStats(rep.Metrics)
+			rep.Metrics.Spark = a.node.sparkFigures()
 			lastMetrics = time.Now()
 		}
 		chunks := a.logs.pending(maxReportLogBytes)

@@ -36,6 +36,9 @@ type node struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 	cluster   string // the cluster the node's files belong to
+
+	// spark is the driver's latest Spark figures (see watchSpark).
+	spark []wire.Sample
 }
 
 func newNode(a *Agent) *node {
@@ -277,6 +280,12 @@ func (n *node) runDriver(ctx context.Context, l Launch) {
 	n.setStatus(func(st *wire.NodeStatus) {
 		st.Phase, st.Message, st.MasterURL, st.MasterUIPort = wire.PhaseRunning, "The Spark master is up.", d.Address(), d.UIPort()
 	})
+	// The Spark figures are read apart: a slow application UI must delay
+	// neither this watch nor the agent's reports.
+	sparkCtx, stopSpark := context.WithCancel(ctx)
+	sparkDone := make(chan struct{})
+	go func() { defer close(sparkDone); n.watchSpark(sparkCtx) }()
+	defer func() { stopSpark(); <-sparkDone }()
 	// Watch the master closely: a worker joining or leaving is reported
 	// at once, not at the next heartbeat.
 	t := time.NewTicker(300 * time.Millisecond)

@@ -287,6 +287,9 @@ func (s *Service) Report(ctx context.Context, instanceID string, r wire.Report) 
 	}
 	s.obs.m[instanceID] = ob
 	s.obs.mu.Unlock()
+	if r.Metrics != nil && s.OnNodeMetrics != nil {
+		s.OnNodeMetrics(in, *r.Metrics)
+	}
 	if !had || statusChanged(prev, ob) {
 		s.nudge()
 		// A driver's master coming up is news for its workers' polls.

@@ -123,6 +123,11 @@ type Service struct {
 	LostAfter   time.Duration
 	BootTimeout time.Duration
 
+	// OnNodeMetrics, when set, receives the figures of every report that
+	// carries some (the node metrics service), with what the instance
+	// serves.
+	OnNodeMetrics func(in Instance, m wire.Metrics)
+
 	obs       *observations
 	wake      chan struct{}
 	started   time.Time

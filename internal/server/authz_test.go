@@ -254,6 +254,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}},
 		{"GET /api/2.0/tandem/audit/records", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/audit/records?page_size=1"} }},
 		{"GET /metrics", "admin", func() call { return call{method: "GET", path: "/metrics"} }},
+		{"GET /api/2.0/tandem/metrics/prometheus", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/metrics/prometheus"} }},
+		{"GET /api/2.0/tandem/metrics/http-sd", "admin", func() call { return call{method: "GET", path: "/api/2.0/tandem/metrics/http-sd"} }},
 		{"GET /api/2.0/token-management/tokens/{token_id}", "admin", func() call {
 			return call{method: "GET", path: "/api/2.0/token-management/tokens/" + adminToken()}
 		}},
@@ -514,6 +516,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET /api/2.0/tandem/usage", "CAN_ATTACH_TO", func() call {
 			id := cluster("")
 			return call{method: "GET", path: "/api/2.0/tandem/usage?group_by=cluster&cluster_id=" + id, grant: grant("clusters", id, "CAN_ATTACH_TO")}
+		}},
+		{"GET /api/2.0/tandem/metrics/history", "CAN_ATTACH_TO", func() call {
+			id := cluster("")
+			return call{method: "GET", path: "/api/2.0/tandem/metrics/history?metric=tandem_node_memory_rss_bytes&cluster_id=" + id, grant: grant("clusters", id, "CAN_ATTACH_TO")}
 		}},
 		{"/driver-proxy/o/{org}/{cluster_id}/sparkui/{rest...}", "CAN_ATTACH_TO", func() call {
 			id := cluster("RUNNING")

@@ -34,6 +34,7 @@ import (
 	"github.com/tandemdata/tandem/internal/jobs"
 	"github.com/tandemdata/tandem/internal/keys"
 	"github.com/tandemdata/tandem/internal/metrics"
+	"github.com/tandemdata/tandem/internal/nodemetrics"
 	"github.com/tandemdata/tandem/internal/permissions"
 	"github.com/tandemdata/tandem/internal/pki"
 	"github.com/tandemdata/tandem/internal/principal"
@@ -82,6 +83,8 @@ type Server struct {
 	// ...Result records of asynchronous operations, automated actions).
 	Events  *audit.Emitter
 	Compute *compute.Service
+	// NodeMetrics keeps the nodes' figures for Prometheus and charts.
+	NodeMetrics *nodemetrics.Service
 	// Gateway is where instances' agents connect (mutual TLS).
 	Gateway *gateway.Gateway
 	// DR is the region's disaster-recovery role, epoch and follower.
@@ -250,6 +253,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return nil, fmt.Errorf("compute: %w", err)
 	}
 	s.Jobs.Compute, s.Jobs.Runner = s.Compute.Jobs(), s.Compute.JobsRunner(taskSources{s})
+	s.buildNodeMetrics()
 	s.DR.SetWork(s.Jobs)
 	// The peer's geo-replication writes into this region's account, below
 	// its encryption (internal/storage/account/pair.go).
@@ -271,6 +275,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.mux.Handle(s.Replication.Routes()...)
 	s.mux.Handle(s.Diagnostics.Routes()...)
 	s.mux.Handle(s.Metrics.Routes()...)
+	s.mux.Handle(s.NodeMetrics.Routes()...)
 	s.mux.Handle(s.StorageAccount.Routes()...)
 	// The schedulers and sweeps run only while the region leads; the
 	// disaster-recovery supervisor starts and stops them. Audit delivery and

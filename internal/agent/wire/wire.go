@@ -243,6 +243,37 @@ type Metrics struct {
 	DiskUsedBytes   int64   `json:"disk_used_bytes"`
 	DiskFreeBytes   int64   `json:"disk_free_bytes"`
 	Processes       int     `json:"processes"`
+
+	// The fields below were added for the node metrics service; an older
+	// agent leaves them zero.
+
+	// Cores is the instance's CPU count; CPUUsage the host's busy share of
+	// all its CPUs (0..1) since the previous figures.
+	Cores    int     `json:"cores,omitempty"`
+	CPUUsage float64 `json:"cpu_usage,omitempty"`
+	// MemoryTotalBytes is the host's memory.
+	MemoryTotalBytes int64 `json:"memory_total_bytes,omitempty"`
+	// DiskTotalBytes is the size of the file system holding the
+	// instance's directory; ScratchUsedBytes what Spark's local
+	// directories (shuffle, spill) hold in it.
+	DiskTotalBytes   int64 `json:"disk_total_bytes,omitempty"`
+	ScratchUsedBytes int64 `json:"scratch_used_bytes,omitempty"`
+	// NetReceiveBytes and NetTransmitBytes are the host's counters over
+	// every interface but loopback (/proc/net/dev).
+	NetReceiveBytes  int64 `json:"net_receive_bytes,omitempty"`
+	NetTransmitBytes int64 `json:"net_transmit_bytes,omitempty"`
+	// Spark are the figures of the cluster's Spark read on the driver: the
+	// master's, and each running application's executors.
+	Spark []Sample `json:"spark,omitempty"`
+}
+
+// Sample is one figure of a named series. Names are Tandem's metric names
+// without the "tandem_" prefix (spark_executor_active_tasks); the control
+// plane keeps only names it knows.
+type Sample struct {
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels,omitempty"`
+	Value  float64           `json:"value"`
 }
 
 // Log streams an agent sends. Task streams are "task/<id>/stdout" and
