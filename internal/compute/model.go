@@ -296,6 +296,9 @@ type EventDetails struct {
 	DriverStateMessage  string             `json:"driver_state_message,omitempty"`
 	JobRunName          string             `json:"job_run_name,omitempty"`
 	InitScripts         *InitScriptDetails `json:"init_scripts,omitempty"`
+	// AutoscalingReason says why the autoscaler decided (a Tandem
+	// extension on AUTOSCALING_STATS_REPORT events).
+	AutoscalingReason string `json:"autoscaling_reason,omitempty"`
 }
 
 // InitScriptDetails are the init script results of one node, reported for
