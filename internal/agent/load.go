@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -245,7 +246,13 @@ func (d *daemon) Decommission() error {
 	if d.master {
 		return fmt.Errorf("a master is not decommissioned")
 	}
-	return d.p.Signal(syscall.SIGPWR)
+	// The worker alone: its executors (same process group) must hear of it
+	// from their driver, which knows where their blocks can go.
+	err := syscall.Kill(d.p.Pid(), syscall.SIGPWR)
+	if errors.Is(err, syscall.ESRCH) {
+		return nil
+	}
+	return err
 }
 
 // decommission decommissions the node's Spark worker (idempotent).

@@ -307,6 +307,12 @@ func (n *node) runDriver(ctx context.Context, l Launch) {
 
 func (n *node) runWorker(ctx context.Context, l Launch) {
 	for {
+		// The master about to be joined is news already heard: only a
+		// later change restarts the worker.
+		select {
+		case <-n.masterCh:
+		default:
+		}
 		master := n.master()
 		if master == "" {
 			n.setStatus(func(st *wire.NodeStatus) {

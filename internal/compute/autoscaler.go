@@ -3,6 +3,7 @@ package compute
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,6 +40,10 @@ var decommissionConf = map[string]string{
 	"spark.storage.decommission.enabled":               "true",
 	"spark.storage.decommission.shuffleBlocks.enabled": "true",
 	"spark.storage.decommission.rddBlocks.enabled":     "true",
+	// A decommissioning executor exits only after a full migration round
+	// that ends after its last task; rounds are 30 s apart by default,
+	// which a released-at-last worker is billed for.
+	"spark.storage.decommission.replicationReattemptInterval": "5s",
 }
 
 const (
@@ -59,8 +64,13 @@ type scaler struct {
 	gen     int64
 	specKey string
 	decider *autoscale.Decider
-	// decom are workers being decommissioned, with when it started.
+	// decom are workers being decommissioned, with when it started;
+	// queue are workers chosen to go, waiting for their turn. One worker
+	// decommissions at a time: workers decommissioned together may
+	// migrate their blocks to each other (a peer is only known to be
+	// leaving once the driver has heard of it) and then leave with them.
 	decom map[string]time.Time
+	queue []string
 	// lastBusy is when each worker was last seen running a task.
 	lastBusy   map[string]time.Time
 	lastReport time.Time
@@ -327,8 +337,28 @@ func (s *Service) autoscaleCluster(ctx context.Context, c Cluster, insts []Insta
 		return nil // the cluster changed: decide on the next tick
 	}
 
+	// Start the next queued decommission once none is under way.
+	sc.queue = slices.DeleteFunc(sc.queue, func(id string) bool { _, ok := progress[id]; return !ok })
+	if len(sc.decom) == 0 && len(sc.queue) > 0 {
+		id := sc.queue[0]
+		if err := s.decommission(ctx, id); err != nil {
+			s.Log.Warn("decommission", "cluster_id", c.ID, "instance_id", id, "err", err)
+		} else {
+			sc.queue = sc.queue[1:]
+			sc.decom[id] = now
+			s.clusterEvent(ctx, c.ID, EvDecommissionStarted, EventDetails{InstanceID: id})
+		}
+	}
+
+	leaving := map[string]time.Time{}
+	for id, t := range sc.decom {
+		leaving[id] = t
+	}
+	for _, id := range sc.queue {
+		leaving[id] = now
+	}
 	missing := max(0, c.TargetWorkers-len(workers))
-	snap := buildSnapshot(now, spec.WorkerSlots, obs, missing, sc.decom, driverSnap.Apps)
+	snap := buildSnapshot(now, spec.WorkerSlots, obs, missing, leaving, driverSnap.Apps)
 	for _, w := range snap.Workers {
 		if w.ActiveTasks > 0 {
 			sc.lastBusy[string(w.ID)] = now
@@ -341,25 +371,16 @@ func (s *Service) autoscaleCluster(ctx context.Context, c Cluster, insts []Insta
 	size := snap.Size()
 	switch {
 	case dec.Target > size:
-		target, err := s.SetTargetWorkers(ctx, c.ID, dec.Target+len(sc.decom), nil, CauseAutoscale)
+		target, err := s.SetTargetWorkers(ctx, c.ID, dec.Target+len(leaving), nil, CauseAutoscale)
 		if err != nil {
 			return err
 		}
-		s.statsReport(ctx, c.ID, sc, now, size, target-len(sc.decom), dec.Reason)
+		s.statsReport(ctx, c.ID, sc, now, size, target-len(leaving), dec.Reason)
 	case len(dec.Remove) > 0:
-		started := 0
 		for _, id := range dec.Remove {
-			if err := s.decommission(ctx, string(id)); err != nil {
-				s.Log.Warn("decommission", "cluster_id", c.ID, "instance_id", id, "err", err)
-				continue
-			}
-			sc.decom[string(id)] = now
-			started++
-			s.clusterEvent(ctx, c.ID, EvDecommissionStarted, EventDetails{InstanceID: string(id), CurrentNumWorkers: size, TargetNumWorkers: dec.Target})
+			sc.queue = append(sc.queue, string(id))
 		}
-		if started > 0 {
-			s.statsReport(ctx, c.ID, sc, now, size, size-started, dec.Reason)
-		}
+		s.statsReport(ctx, c.ID, sc, now, size, dec.Target, dec.Reason)
 	default:
 		if now.Sub(sc.lastReport) >= statsEvery {
 			s.statsReport(ctx, c.ID, sc, now, size, size, "")
