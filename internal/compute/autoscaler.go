@@ -172,6 +172,17 @@ func decommissionFinished(now time.Time, decom map[string]time.Time, progress ma
 	return out
 }
 
+// nextDecommission drops queued workers that are gone and returns the
+// worker to decommission now (none while one is under way) with the
+// queue, the returned worker still first in it. Pure.
+func nextDecommission(queue []string, underWay int, progress map[string]string) (string, []string) {
+	queue = slices.DeleteFunc(slices.Clone(queue), func(id string) bool { _, ok := progress[id]; return !ok })
+	if underWay > 0 || len(queue) == 0 {
+		return "", queue
+	}
+	return queue[0], queue
+}
+
 // autoscaleSpec reads a cluster's autoscaling spec.
 func (s *Service) autoscaleSpec(c Cluster) (autoscale.Spec, string, error) {
 	kind := autoscale.AllPurpose
@@ -338,9 +349,10 @@ func (s *Service) autoscaleCluster(ctx context.Context, c Cluster, insts []Insta
 	}
 
 	// Start the next queued decommission once none is under way.
-	sc.queue = slices.DeleteFunc(sc.queue, func(id string) bool { _, ok := progress[id]; return !ok })
-	if len(sc.decom) == 0 && len(sc.queue) > 0 {
-		id := sc.queue[0]
+	var next string
+	next, sc.queue = nextDecommission(sc.queue, len(sc.decom), progress)
+	if next != "" {
+		id := next
 		if err := s.decommission(ctx, id); err != nil {
 			s.Log.Warn("decommission", "cluster_id", c.ID, "instance_id", id, "err", err)
 		} else {

@@ -99,3 +99,27 @@ func TestDecommissionConf(t *testing.T) {
 		t.Errorf("the user's setting was overridden: %v", conf)
 	}
 }
+
+func TestNextDecommission(t *testing.T) {
+	progress := map[string]string{"a": "", "b": "", "c": wire.DecommissionStarted}
+	cases := []struct {
+		name      string
+		queue     []string
+		underWay  int
+		next      string
+		wantQueue []string
+	}{
+		{"nothing queued", nil, 0, "", nil},
+		{"one at a time", []string{"a", "b"}, 1, "", []string{"a", "b"}},
+		{"the first goes", []string{"a", "b"}, 0, "a", []string{"a", "b"}},
+		{"gone workers leave the queue", []string{"x", "b"}, 0, "b", []string{"b"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			next, q := nextDecommission(tc.queue, tc.underWay, progress)
+			if next != tc.next || len(q) != len(tc.wantQueue) || (len(q) > 0 && !reflect.DeepEqual(q, tc.wantQueue)) {
+				t.Errorf("got %q %v, want %q %v", next, q, tc.next, tc.wantQueue)
+			}
+		})
+	}
+}
