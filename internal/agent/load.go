@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -246,8 +248,24 @@ func (d *daemon) Decommission() error {
 	if d.master {
 		return fmt.Errorf("a master is not decommissioned")
 	}
-	// The worker alone: its executors (same process group) must hear of it
-	// from their driver, which knows where their blocks can go.
+	// Executors first, each alone (not the process group: the executors'
+	// Python workers would die of SIGPWR): an executor that decommissions
+	// itself tells its driver with no worker host, so its driver forgets
+	// only the map outputs still on it once it has gone, which after
+	// migration are none. Decommissioned through the worker, the driver
+	// hears "worker decommissioned" with the worker's host and forgets
+	// every map output of that host: on instances sharing one address
+	// (the local provider), those of every executor, migrated or not.
+	// The worker follows a moment later, so that the master gives it no
+	// new executor once these have gone; the driver, already told, keeps
+	// the executors' own reason.
+	execs := executorPids(d.p.Pid())
+	for _, pid := range execs {
+		syscall.Kill(pid, syscall.SIGPWR)
+	}
+	if len(execs) > 0 {
+		time.Sleep(time.Second)
+	}
 	err := syscall.Kill(d.p.Pid(), syscall.SIGPWR)
 	if errors.Is(err, syscall.ESRCH) {
 		return nil
@@ -315,4 +333,31 @@ func (n *node) watchWorker(ctx context.Context, d Daemon) {
 			n.a.log.Info("the decommissioned spark worker runs no executor")
 		}
 	}
+}
+
+// executorPids are the executor JVMs a worker process started (its
+// children running CoarseGrainedExecutorBackend).
+func executorPids(worker int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		st := string(stat)
+		f := strings.Fields(st[strings.LastIndexByte(st, ')')+1:])
+		if len(f) < 2 || f[1] != strconv.Itoa(worker) {
+			continue
+		}
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(cmd), "CoarseGrainedExecutorBackend") {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
