@@ -291,6 +291,7 @@ func (n *node) runDriver(ctx context.Context, l Launch) {
 	t := time.NewTicker(300 * time.Millisecond)
 	defer t.Stop()
 	var last []string
+	load, lastLoad := newLoadTracker(), time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -305,6 +306,16 @@ func (n *node) runDriver(ctx context.Context, l Launch) {
 			if err != nil || snap == nil {
 				continue
 			}
+			// The applications' load, about once a second (the
+			// autoscaler's signal); between reads the last one stands.
+			if len(snap.ActiveApps) > 0 && time.Since(lastLoad) >= loadEvery {
+				lctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				snap.Apps, snap.LoadMillis = load.collectLoad(lctx, l.Host, d.UIPort(), snap.ActiveApps), time.Now().UnixMilli()
+				cancel()
+				lastLoad = time.Now()
+			} else if prev := n.lastSnap(); prev != nil && len(snap.ActiveApps) > 0 {
+				snap.Apps, snap.LoadMillis = prev.Apps, prev.LoadMillis
+			}
 			n.mu.Lock()
 			n.snap = snap
 			n.mu.Unlock()
@@ -318,6 +329,12 @@ func (n *node) runDriver(ctx context.Context, l Launch) {
 
 func (n *node) runWorker(ctx context.Context, l Launch) {
 	for {
+		// The master about to be joined is news already heard: only a
+		// later change restarts the worker.
+		select {
+		case <-n.masterCh:
+		default:
+		}
 		master := n.master()
 		if master == "" {
 			n.setStatus(func(st *wire.NodeStatus) {
@@ -348,6 +365,7 @@ func (n *node) runWorker(ctx context.Context, l Launch) {
 		n.setStatus(func(st *wire.NodeStatus) {
 			st.Phase, st.Message, st.WorkerID = wire.PhaseRunning, "The Spark worker is registered with "+master+".", d.Address()
 		})
+		go n.watchWorker(ctx, d)
 		select {
 		case <-ctx.Done():
 			return
@@ -541,5 +559,12 @@ func (n *node) snapshot(ctx context.Context) *wire.SparkSnapshot {
 	if n.daemon == nil || n.asg.Role != wire.RoleDriver {
 		return nil
 	}
+	return n.snap
+}
+
+// lastSnap is the driver's previous view of its master.
+func (n *node) lastSnap() *wire.SparkSnapshot {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	return n.snap
 }

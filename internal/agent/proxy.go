@@ -46,6 +46,12 @@ func (a *Agent) proxy(ctx context.Context, pr wire.ProxyRequest) {
 }
 
 func (a *Agent) proxyLocal(ctx context.Context, pr wire.ProxyRequest) (int, http.Header, []byte, error) {
+	if pr.Target == wire.TargetDecommission {
+		if err := a.node.decommission(); err != nil {
+			return 0, nil, nil, err
+		}
+		return http.StatusOK, http.Header{}, nil, nil
+	}
 	if pr.Target != wire.TargetSparkUI {
 		return 0, nil, nil, fmt.Errorf("unknown proxy target %q", pr.Target)
 	}

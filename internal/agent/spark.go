@@ -419,6 +419,9 @@ func (d *daemon) Snapshot(ctx context.Context) (*wire.SparkSnapshot, error) {
 		if w.State == "ALIVE" {
 			snap.Workers = append(snap.Workers, net.JoinHostPort(w.Host, strconv.Itoa(w.Port)))
 		}
+		if w.State == "DECOMMISSIONED" {
+			snap.Decommissioned = append(snap.Decommissioned, net.JoinHostPort(w.Host, strconv.Itoa(w.Port)))
+		}
 	}
 	sort.Strings(snap.Workers)
 	for _, a := range st.ActiveApps {

@@ -199,6 +199,8 @@ func (s *Service) sparkConf(c Cluster) map[string]string {
 	// reverse-proxies the workers' and applications' UIs under this path.
 	conf["spark.ui.reverseProxy"] = "true"
 	conf["spark.ui.reverseProxyUrl"] = s.sparkUIPath(c.ID)
+	// Autoscaling clusters scale down by decommissioning workers.
+	withDecommission(conf, c.Spec)
 	if s.wantsEncryption(c.Spec) {
 		conf["spark.authenticate"] = "true"
 		conf["spark.network.crypto.enabled"] = "true"

@@ -304,6 +304,9 @@ type EventDetails struct {
 	PreviousDiskSize   int64  `json:"previous_disk_size,omitempty"`
 	FreeSpace          int64  `json:"free_space,omitempty"`
 	DidNotExpandReason string `json:"did_not_expand_reason,omitempty"`
+	// AutoscalingReason says why the autoscaler decided (a Tandem
+	// extension on AUTOSCALING_STATS_REPORT events).
+	AutoscalingReason string `json:"autoscaling_reason,omitempty"`
 }
 
 // InitScriptDetails are the init script results of one node, reported for

@@ -41,6 +41,11 @@ func (s *Service) Run(ctx context.Context) {
 		defer s.wg.Done()
 		s.runLogDelivery(ctx)
 	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.runAutoscaler(ctx)
+	}()
 	for {
 		if time.Since(lastSync) >= 5*time.Second {
 			s.syncProvider(ctx)
@@ -230,6 +235,10 @@ func (s *Service) views(c Cluster, insts []Instance, now time.Time) ([]NodeView,
 	busy := false
 	if driverSnap != nil {
 		for _, w := range driverSnap.Workers {
+			registered[w] = true
+		}
+		// A decommissioning worker stays until the autoscaler releases it.
+		for _, w := range driverSnap.Decommissioned {
 			registered[w] = true
 		}
 		busy = len(driverSnap.ActiveApps) > 0

@@ -118,6 +118,9 @@ type Service struct {
 	// Now is the clock; Tick how often the reconciler runs.
 	Now  func() time.Time
 	Tick time.Duration
+	// AutoscaleTick is how often autoscaling clusters are decided on
+	// (default 1 s).
+	AutoscaleTick time.Duration
 	// LostAfter marks a silent instance lost; BootTimeout an instance that
 	// never reports.
 	LostAfter   time.Duration

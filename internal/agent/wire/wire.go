@@ -197,7 +197,21 @@ type NodeStatus struct {
 	// DiskEvents are local storage autoscaling events not yet
 	// acknowledged (ReportResponse.DiskEvents).
 	DiskEvents []DiskEvent `json:"disk_events,omitempty"`
+	// Executors are, on a worker, the executors its Spark worker runs
+	// ("<app id>/<executor id>"), which ties the application's executors
+	// to instances.
+	Executors []string `json:"executors,omitempty"`
+	// Decommission is, on a worker asked to decommission (TargetDecommission),
+	// DecommissionStarted until its worker runs no executor (blocks
+	// migrated, executors exited), then DecommissionDone.
+	Decommission string `json:"decommission,omitempty"`
 }
+
+// Decommission progress of a worker.
+const (
+	DecommissionStarted = "started"
+	DecommissionDone    = "done"
+)
 
 // Init script execution statuses, as Databricks reports them.
 const (
@@ -231,6 +245,54 @@ type SparkSnapshot struct {
 	Cores      int      `json:"cores"`
 	CoresUsed  int      `json:"cores_used"`
 	ActiveApps []string `json:"active_apps,omitempty"`
+	// Decommissioned are the ids of workers the master lists as
+	// DECOMMISSIONED: still registered, taking no new executors.
+	Decommissioned []string `json:"decommissioned,omitempty"`
+	// Apps is the load of the running applications, from each one's
+	// monitoring REST API (the autoscaler's signal); read about once a
+	// second, so it may be a little older than the master's fields.
+	Apps []AppLoad `json:"apps,omitempty"`
+	// LoadMillis is when Apps was read (epoch ms).
+	LoadMillis int64 `json:"load_millis,omitempty"`
+}
+
+// AppLoad is one running Spark application's load.
+type AppLoad struct {
+	ID string `json:"id"`
+	// PendingTasks are runnable tasks of active stages waiting for a slot:
+	// Σ(numTasks − numActiveTasks − numCompleteTasks) over active stages.
+	PendingTasks int `json:"pending_tasks"`
+	// StageBacklog are the tasks of stages waiting for their parents.
+	StageBacklog int `json:"stage_backlog"`
+	// RunningJobs is the number of jobs not finished.
+	RunningJobs int `json:"running_jobs"`
+	// FailedTasks and StageRetries are summed over the stages the REST
+	// API lists (for tests and the event log: scale-down must not fail a
+	// task or make a stage run again).
+	FailedTasks  int `json:"failed_tasks"`
+	StageRetries int `json:"stage_retries"`
+	// ShuffleWriteBytes and ShuffleReadBytes are cumulative.
+	ShuffleWriteBytes int64          `json:"shuffle_write_bytes"`
+	ShuffleReadBytes  int64          `json:"shuffle_read_bytes"`
+	Executors         []ExecutorLoad `json:"executors,omitempty"`
+}
+
+// ExecutorLoad is one executor's load (the driver is not listed).
+type ExecutorLoad struct {
+	ID          string `json:"id"`
+	HostPort    string `json:"host_port"`
+	Cores       int    `json:"cores"`
+	ActiveTasks int    `json:"active_tasks"`
+	// ShuffleWriteBytes and ShuffleReadBytes are cumulative.
+	ShuffleWriteBytes int64 `json:"shuffle_write_bytes"`
+	ShuffleReadBytes  int64 `json:"shuffle_read_bytes"`
+	// LiveShuffleBytes estimates the shuffle data the executor holds that
+	// a running job may still read: what it wrote since the application
+	// last had no running job (Spark's REST API has no live figure).
+	LiveShuffleBytes int64 `json:"live_shuffle_bytes"`
+	// IdleSinceMillis is when it was first seen without an active task
+	// (epoch ms); zero while it runs one.
+	IdleSinceMillis int64 `json:"idle_since_millis,omitempty"`
 }
 
 // Metrics are a node's resource figures at one moment.
@@ -340,6 +402,11 @@ const (
 	// TargetSparkUI is the master's web UI on the driver (which reverse
 	// proxies the workers' and applications' UIs).
 	TargetSparkUI = "spark-ui"
+	// TargetDecommission, on a worker, decommissions its Spark worker
+	// (SIGPWR: Spark's graceful decommissioning, blocks migrate to peers)
+	// and answers 200 at once; progress is reported in NodeStatus.
+	// Idempotent.
+	TargetDecommission = "decommission"
 )
 
 // ProxyRequest is an HTTP request for the agent to make to a local UI.
