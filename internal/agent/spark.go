@@ -82,7 +82,10 @@ type TaskLaunch struct {
 	Args       []string
 	Env        []string
 	// SparkDir is the node's Spark directory (for its conf/).
-	SparkDir       string
+	SparkDir string
+	// Host is the node's address: the task's Spark driver binds to it and
+	// advertises it, never another interface.
+	Host           string
 	Stdout, Stderr io.Writer
 }
 
@@ -440,6 +443,9 @@ func (s *realSpark) StartTask(ctx context.Context, t TaskLaunch) (Process, error
 		"PYSPARK_DRIVER_PYTHON=" + s.python,
 		"PYTHONUNBUFFERED=1",
 	}, t.Env...)
+	if t.Host != "" {
+		env = append(env, "SPARK_LOCAL_IP="+t.Host)
+	}
 	spec := proc.Spec{Dir: t.Dir, Env: env, Stdout: t.Stdout, Stderr: t.Stderr}
 	if t.Python {
 		spec.Path = s.python

@@ -140,7 +140,7 @@ func (ts *taskSet) launch(t *task) error {
 	}
 	out := io.MultiWriter(ts.a.logs.writer("tasks/"+t.spec.ID+"/stdout"), ts.a.logs.writer(wire.StreamStdout))
 	errw := io.MultiWriter(ts.a.logs.writer("tasks/"+t.spec.ID+"/stderr"), ts.a.logs.writer(wire.StreamStderr))
-	l := TaskLaunch{Dir: dir, SparkDir: ts.a.node.sparkDir(), Env: envList(t.spec.Env), Stdout: out, Stderr: errw}
+	l := TaskLaunch{Dir: dir, SparkDir: ts.a.node.sparkDir(), Host: ts.a.cfg.Host, Env: envList(t.spec.Env), Stdout: out, Stderr: errw}
 	asg := ts.a.node.assignment()
 	if asg.AuthSecret != "" {
 		l.Env = append(l.Env, "_SPARK_AUTH_SECRET="+asg.AuthSecret)

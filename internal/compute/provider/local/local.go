@@ -63,6 +63,30 @@ func AgentCommand() ([]string, error) {
 
 const pidFile = "agent.pid"
 
+// freeHost is a loopback address no instance of this provider has: each
+// instance is its own host to Spark, as on real machines. Spark keys map
+// outputs and worker loss by host, so instances sharing 127.0.0.1 would
+// lose each other's shuffle files when one of them leaves (a decommissioned
+// worker's removal makes the driver forget every map output on its host).
+// Every address of 127.0.0.0/8 is the loopback interface's on Linux.
+// Called with p.mu held.
+func (p *Provider) freeHost() string {
+	used := map[string]bool{}
+	entries, _ := os.ReadDir(p.Dir)
+	for _, e := range entries {
+		if c, err := agent.LoadConfig(p.dir(e.Name())); err == nil {
+			used[c.Host] = true
+		}
+	}
+	for i := 1; i < 254*254; i++ {
+		h := fmt.Sprintf("127.0.%d.%d", 1+i/254, 1+i%254)
+		if !used[h] {
+			return h
+		}
+	}
+	return "127.0.0.1"
+}
+
 func (p *Provider) dir(id string) string { return filepath.Join(p.Dir, id) }
 
 func validID(id string) bool {
@@ -85,9 +109,13 @@ func (p *Provider) Create(ctx context.Context, spec provider.Spec) error {
 		_ = pid
 		return nil
 	}
+	p.mu.Lock()
+	host := p.freeHost()
 	cfg := agent.Config{InstanceID: spec.ID, ControlURL: spec.ControlURL, NodeType: spec.NodeType,
-		Cores: spec.Cores, MemoryMB: spec.MemoryMB, Venv: p.Venv, Host: "127.0.0.1", OrphanSeconds: p.OrphanSeconds}
-	if err := agent.WriteConfig(dir, cfg, spec.CAPEM, spec.CertPEM, spec.KeyPEM); err != nil {
+		Cores: spec.Cores, MemoryMB: spec.MemoryMB, Venv: p.Venv, Host: host, OrphanSeconds: p.OrphanSeconds}
+	err := agent.WriteConfig(dir, cfg, spec.CAPEM, spec.CertPEM, spec.KeyPEM)
+	p.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("write instance directory: %w", err)
 	}
 	out, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
