@@ -217,10 +217,37 @@ func (r jobsRunner) taskSpec(ctx context.Context, l jobs.Launch) (TaskSpec, erro
 		rt["kind"], rt["package_name"], rt["entry_point"] = "wheel", t.PythonWheelTask.PackageName, t.PythonWheelTask.EntryPoint
 		rt["args"], rt["named"] = l.Args, l.Named
 	case t.SparkSubmitTask != nil:
-		spec.SparkSubmitArgs = l.Args
+		// Databricks gives spark-submit tasks no cluster libraries; the
+		// files they name on DBFS are fetched into the task's directory.
+		args, files := localizeSubmitArgs(l.Args)
+		if err := r.fetchFiles(ctx, p, files, spec.Files); err != nil {
+			return spec, err
+		}
+		spec.SparkSubmitArgs = args
 		return spec, nil
 	default:
 		return spec, errors.New("this task type cannot run on a cluster")
+	}
+	libs, err := taskLibraries(t.Libraries)
+	if err != nil {
+		return spec, err
+	}
+	if err := r.fetchFiles(ctx, p, libs, spec.Files); err != nil {
+		return spec, err
+	}
+	var wheels, jars []string
+	for _, lib := range libs {
+		if lib.Kind == "whl" {
+			wheels = append(wheels, lib.Local)
+		} else {
+			jars = append(jars, lib.Local)
+		}
+	}
+	if len(wheels) > 0 {
+		rt["wheels"] = wheels
+	}
+	if len(jars) > 0 {
+		rt["jars"] = jars
 	}
 	b, err := json.Marshal(rt)
 	if err != nil {
@@ -228,6 +255,19 @@ func (r jobsRunner) taskSpec(ctx context.Context, l jobs.Launch) (TaskSpec, erro
 	}
 	spec.Runtime = b
 	return spec, nil
+}
+
+// fetchFiles reads files a task names (its libraries, spark-submit's
+// DBFS files) with the rights of its principal, into files.
+func (r jobsRunner) fetchFiles(ctx context.Context, p principal.Principal, want []libraryFile, files map[string][]byte) error {
+	for _, f := range want {
+		b, err := r.src.File(ctx, p, f.Remote)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", f.Remote, err)
+		}
+		files[f.Local] = b
+	}
+	return nil
 }
 
 // recordFailedTask stores a task that failed before it could start.

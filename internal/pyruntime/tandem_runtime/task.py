@@ -24,11 +24,34 @@ from .notebook import Runner, run_sql
 MAX_RESULT = 5 * 1024 * 1024  # notebook exit values beyond this are truncated
 
 
+def install_wheels(spec, base="site"):
+    """Makes the task's wheel libraries importable: each wheel (a zip) is
+    unpacked in the task's directory and put on sys.path, as an installer
+    would lay it out, so packages with compiled modules work too and their
+    entry points are found. Returns the wheels' paths, for the executors."""
+    import zipfile
+
+    paths = []
+    for i, whl in enumerate(spec.get("wheels") or []):
+        dest = os.path.abspath(os.path.join(base, str(i)))
+        with zipfile.ZipFile(whl) as z:
+            z.extractall(dest)
+        sys.path.insert(0, dest)
+        paths.append(os.path.abspath(whl))
+    if paths:
+        importlib.invalidate_caches()
+    return paths
+
+
 def spark_session(spec):
     from pyspark.sql import SparkSession
 
     b = SparkSession.builder.appName(spec.get("app_name") or "tandem-task")
-    for k, v in (spec.get("spark_conf") or {}).items():
+    conf = dict(spec.get("spark_conf") or {})
+    jars = [os.path.abspath(j) for j in spec.get("jars") or []]
+    if jars:
+        conf["spark.jars"] = ",".join(filter(None, [conf.get("spark.jars", "")] + jars))
+    for k, v in conf.items():
         b = b.config(k, v)
     # With intra-cluster encryption the agent hands the cluster's RPC
     # secret in the environment. A standalone driver must have it in its
@@ -71,7 +94,10 @@ def run(spec):
     """Runs the task described by spec and returns the result document."""
     redact.install()
     client = Client.from_spec(spec)
+    wheels = install_wheels(spec)
     spark = spark_session(spec)
+    for whl in wheels:
+        spark.sparkContext.addPyFile(whl)  # the executors import it too
     result = {}
 
     def fetch(path):
