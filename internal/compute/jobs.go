@@ -177,6 +177,9 @@ func (r jobsRunner) taskSpec(ctx context.Context, l jobs.Launch) (TaskSpec, erro
 	t := l.Task
 	rt := map[string]any{"run_id": l.RunID, "job_id": l.JobID, "task_key": l.TaskKey, "task_run_id": l.TaskRunID,
 		"app_name": fmt.Sprintf("run-%d-%s", l.RunID, l.TaskKey), "job_params": l.JobParams}
+	if len(l.TaskValues) > 0 {
+		rt["task_values"] = l.TaskValues
+	}
 	spec := TaskSpec{RunAs: l.RunAs, TimeoutSeconds: t.TimeoutSeconds, Files: map[string][]byte{}}
 	switch {
 	case t.NotebookTask != nil:
@@ -303,16 +306,17 @@ func (r jobsRunner) Status(ctx context.Context, clusterID, handle string) (jobs.
 		return jobs.TaskObs{}, nil
 	}
 	var res struct {
-		NotebookResult string `json:"notebook_result"`
-		Truncated      bool   `json:"truncated"`
-		Error          string `json:"error"`
-		ErrorTrace     string `json:"error_trace"`
+		NotebookResult string          `json:"notebook_result"`
+		Truncated      bool            `json:"truncated"`
+		Error          string          `json:"error"`
+		ErrorTrace     string          `json:"error_trace"`
+		TaskValues     json.RawMessage `json:"task_values"`
 	}
 	if len(st.Result) > 0 {
 		json.Unmarshal(st.Result, &res)
 	}
 	obs := jobs.TaskObs{Done: true, Success: st.Succeeded(), Output: jobs.TaskOutput{NotebookResult: res.NotebookResult,
-		Truncated: res.Truncated, Error: res.Error, ErrorTrace: res.ErrorTrace}}
+		Truncated: res.Truncated, Error: res.Error, ErrorTrace: res.ErrorTrace, TaskValues: res.TaskValues}}
 	if logs, size, err := r.s.TaskOutput(ctx, st.ID, "stdout", -maxLogsOutput, maxLogsOutput); err == nil {
 		obs.Output.Logs = string(logs)
 		obs.Output.LogsTruncated = size > maxLogsOutput

@@ -161,6 +161,13 @@ def run(spec):
     return result
 
 
+def _all_entry_points():
+    eps = importlib.metadata.entry_points()
+    if isinstance(eps, dict):  # Python 3.10 and 3.11: groups by name
+        return [ep for group in eps.values() for ep in group]
+    return list(eps)
+
+
 def run_wheel(spec):
     """Calls a wheel's entry point: a console script of the package, or a
     function of the package module, with the task's parameters as argv."""
@@ -169,7 +176,7 @@ def run_wheel(spec):
     for k, v in (spec.get("named") or {}).items():
         args.append(f"--{k}={v}")
     sys.argv = [pkg] + args
-    for ep in importlib.metadata.entry_points():
+    for ep in _all_entry_points():
         if ep.name == entry and (ep.dist is None or ep.dist.name.replace("-", "_").lower() == pkg.replace("-", "_").lower()):
             return ep.load()()
     mod = importlib.import_module(pkg.replace("-", "_"))
