@@ -6,6 +6,10 @@
 how; the result file receives the notebook's exit value, the task values
 it set, or the error and its trace. The exit status is 0 on success."""
 
+import time
+
+_STARTED_MS = int(time.time() * 1000)  # when the task's process reached Python code
+
 import importlib
 import importlib.metadata
 import json
@@ -93,6 +97,8 @@ def _with_timeout(seconds, fn):
 def run(spec):
     """Runs the task described by spec and returns the result document."""
     redact.install()
+    # Task code can tell how long its start took (bench/jobs-real reads it).
+    os.environ.setdefault("TANDEM_RUNTIME_START_MS", str(_STARTED_MS))
     client = Client.from_spec(spec)
     wheels = install_wheels(spec)
     spark = spark_session(spec)
