@@ -15,6 +15,7 @@ import importlib.metadata
 import json
 import os
 import runpy
+import shutil
 import signal
 import sys
 import traceback
@@ -32,7 +33,8 @@ def install_wheels(spec, base="site"):
     """Makes the task's wheel libraries importable: each wheel (a zip) is
     unpacked in the task's directory and put on sys.path, as an installer
     would lay it out, so packages with compiled modules work too and their
-    entry points are found. Returns the wheels' paths, for the executors."""
+    entry points are found. Returns zip copies of the wheels, for the
+    executors."""
     import zipfile
 
     paths = []
@@ -41,7 +43,11 @@ def install_wheels(spec, base="site"):
         with zipfile.ZipFile(whl) as z:
             z.extractall(dest)
         sys.path.insert(0, dest)
-        paths.append(os.path.abspath(whl))
+        # PySpark ships .zip, .egg and .jar files to the executors' path,
+        # not .whl: a wheel is a zip, so it goes under that name.
+        as_zip = os.path.abspath(os.path.join(base, f"{i}-{os.path.basename(whl)[:-4]}.zip"))
+        shutil.copyfile(whl, as_zip)
+        paths.append(as_zip)
     if paths:
         importlib.invalidate_caches()
     return paths
