@@ -122,6 +122,10 @@ func demoWheel(t *testing.T) []byte {
 // and run_if. Then a Jobs Light job cluster, charged as JOBS_LIGHT.
 func TestJobsEveryTaskTypeOnOneRunningCluster(t *testing.T) {
 	srv := startRegion(t)
+	// Stop the control plane before startRegion's cleanup deletes the
+	// instances: a reconciler still running would replace the nodes it
+	// sees lost, and those agents would outlive the test.
+	t.Cleanup(func() { srv.Close() })
 	ctx := context.Background()
 	w := srv.SDK(srv.AdminToken)
 
