@@ -208,8 +208,14 @@ func TestJobsEveryTaskTypeOnOneRunningCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run, err := w.Jobs.WaitGetRunJobTerminatedOrSkipped(ctx, now.Response.RunId, 4*time.Minute, nil)
+	run, err := w.Jobs.WaitGetRunJobTerminatedOrSkipped(ctx, now.Response.RunId, 5*time.Minute, nil)
 	if err != nil {
+		// Say which task it waits for.
+		if r, gerr := w.Jobs.GetRun(ctx, jobs.GetRunRequest{RunId: now.Response.RunId}); gerr == nil {
+			for _, rt := range r.Tasks {
+				t.Logf("task %-16s %s", rt.TaskKey, toJSON(rt.State))
+			}
+		}
 		t.Fatal(err)
 	}
 	t.Logf("run of %d tasks: %s in %s", len(run.Tasks), run.State.ResultState, time.Since(started).Round(time.Second))
