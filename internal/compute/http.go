@@ -227,6 +227,9 @@ func (s *Service) createCluster(ctx context.Context, p principal.Principal, spec
 		if err == nil {
 			err = validateSpec(spec, s.Catalog, pool, dpool)
 		}
+		if err == nil {
+			err = checkRuntimeSource(source, spec.SparkVersion)
+		}
 		// A job's cluster that cannot be made is recorded terminated, with
 		// the reason, so the run fails with it (an API call just fails).
 		var invalid *api.Error
@@ -367,6 +370,9 @@ func (s *Service) editCluster(ctx context.Context, req *api.Request, id string, 
 			return err
 		}
 		if err := validateSpec(spec, s.Catalog, pool, dpool); err != nil {
+			return err
+		}
+		if err := checkRuntimeSource(c.Source, spec.SparkVersion); err != nil {
 			return err
 		}
 		prev := c.Spec

@@ -177,6 +177,9 @@ func (r jobsRunner) taskSpec(ctx context.Context, l jobs.Launch) (TaskSpec, erro
 	t := l.Task
 	rt := map[string]any{"run_id": l.RunID, "job_id": l.JobID, "task_key": l.TaskKey, "task_run_id": l.TaskRunID,
 		"app_name": fmt.Sprintf("run-%d-%s", l.RunID, l.TaskKey), "job_params": l.JobParams}
+	if len(l.TaskValues) > 0 {
+		rt["task_values"] = l.TaskValues
+	}
 	spec := TaskSpec{RunAs: l.RunAs, TimeoutSeconds: t.TimeoutSeconds, Files: map[string][]byte{}}
 	switch {
 	case t.NotebookTask != nil:
@@ -217,10 +220,37 @@ func (r jobsRunner) taskSpec(ctx context.Context, l jobs.Launch) (TaskSpec, erro
 		rt["kind"], rt["package_name"], rt["entry_point"] = "wheel", t.PythonWheelTask.PackageName, t.PythonWheelTask.EntryPoint
 		rt["args"], rt["named"] = l.Args, l.Named
 	case t.SparkSubmitTask != nil:
-		spec.SparkSubmitArgs = l.Args
+		// Databricks gives spark-submit tasks no cluster libraries; the
+		// files they name on DBFS are fetched into the task's directory.
+		args, files := localizeSubmitArgs(l.Args)
+		if err := r.fetchFiles(ctx, p, files, spec.Files); err != nil {
+			return spec, err
+		}
+		spec.SparkSubmitArgs = args
 		return spec, nil
 	default:
 		return spec, errors.New("this task type cannot run on a cluster")
+	}
+	libs, err := taskLibraries(t.Libraries)
+	if err != nil {
+		return spec, err
+	}
+	if err := r.fetchFiles(ctx, p, libs, spec.Files); err != nil {
+		return spec, err
+	}
+	var wheels, jars []string
+	for _, lib := range libs {
+		if lib.Kind == "whl" {
+			wheels = append(wheels, lib.Local)
+		} else {
+			jars = append(jars, lib.Local)
+		}
+	}
+	if len(wheels) > 0 {
+		rt["wheels"] = wheels
+	}
+	if len(jars) > 0 {
+		rt["jars"] = jars
 	}
 	b, err := json.Marshal(rt)
 	if err != nil {
@@ -228,6 +258,19 @@ func (r jobsRunner) taskSpec(ctx context.Context, l jobs.Launch) (TaskSpec, erro
 	}
 	spec.Runtime = b
 	return spec, nil
+}
+
+// fetchFiles reads files a task names (its libraries, spark-submit's
+// DBFS files) with the rights of its principal, into files.
+func (r jobsRunner) fetchFiles(ctx context.Context, p principal.Principal, want []libraryFile, files map[string][]byte) error {
+	for _, f := range want {
+		b, err := r.src.File(ctx, p, f.Remote)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", f.Remote, err)
+		}
+		files[f.Local] = b
+	}
+	return nil
 }
 
 // recordFailedTask stores a task that failed before it could start.
@@ -263,16 +306,17 @@ func (r jobsRunner) Status(ctx context.Context, clusterID, handle string) (jobs.
 		return jobs.TaskObs{}, nil
 	}
 	var res struct {
-		NotebookResult string `json:"notebook_result"`
-		Truncated      bool   `json:"truncated"`
-		Error          string `json:"error"`
-		ErrorTrace     string `json:"error_trace"`
+		NotebookResult string          `json:"notebook_result"`
+		Truncated      bool            `json:"truncated"`
+		Error          string          `json:"error"`
+		ErrorTrace     string          `json:"error_trace"`
+		TaskValues     json.RawMessage `json:"task_values"`
 	}
 	if len(st.Result) > 0 {
 		json.Unmarshal(st.Result, &res)
 	}
 	obs := jobs.TaskObs{Done: true, Success: st.Succeeded(), Output: jobs.TaskOutput{NotebookResult: res.NotebookResult,
-		Truncated: res.Truncated, Error: res.Error, ErrorTrace: res.ErrorTrace}}
+		Truncated: res.Truncated, Error: res.Error, ErrorTrace: res.ErrorTrace, TaskValues: res.TaskValues}}
 	if logs, size, err := r.s.TaskOutput(ctx, st.ID, "stdout", -maxLogsOutput, maxLogsOutput); err == nil {
 		obs.Output.Logs = string(logs)
 		obs.Output.LogsTruncated = size > maxLogsOutput

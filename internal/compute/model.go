@@ -391,11 +391,14 @@ type Usage struct {
 	NodeType      string `json:"node_type_id"`
 	ClusterID     string `json:"cluster_id,omitempty"`
 	ClusterSource string `json:"cluster_source,omitempty"`
-	Role          string `json:"role,omitempty"`
-	PoolID        string `json:"instance_pool_id,omitempty"`
-	RunID         int64  `json:"run_id,omitempty"`
-	StartMillis   int64  `json:"start_time"`
-	EndMillis     int64  `json:"end_time,omitempty"` // 0 while open
+	// ComputeType is ALL_PURPOSE, JOBS or JOBS_LIGHT (ComputeType): the
+	// rate the stretch is charged at.
+	ComputeType string `json:"compute_type,omitempty"`
+	Role        string `json:"role,omitempty"`
+	PoolID      string `json:"instance_pool_id,omitempty"`
+	RunID       int64  `json:"run_id,omitempty"`
+	StartMillis int64  `json:"start_time"`
+	EndMillis   int64  `json:"end_time,omitempty"` // 0 while open
 }
 
 func usageKey(instanceID string, start int64) string {
@@ -467,6 +470,9 @@ func SparkVersions(apacheVersion string) []SparkVersion {
 	base := major + "." + minor
 	return []SparkVersion{
 		{Key: base + ".x-scala2.13", Name: fmt.Sprintf("Tandem %s (includes Apache Spark %s, Scala 2.13)", base, apacheVersion)},
+		// Jobs Light: the same Apache Spark for job clusters, charged at
+		// the Jobs Light rate (ComputeType).
+		{Key: lightPrefix + base + ".x-scala2.13", Name: fmt.Sprintf("Light %s (includes Apache Spark %s, Scala 2.13)", base, apacheVersion)},
 	}
 }
 

@@ -483,7 +483,8 @@ func (s *Service) grantInstance(tx store.Tx, w *world, c Cluster, g grant, now i
 	in.Generation, in.IdleSince = gen, 0
 	if g.ClusterID != "" {
 		in.ClusterID, in.Role, in.ClusterGen, in.AssignedTime = g.ClusterID, g.Role, c.Generation, now
-		if err := openUsage(tx, &in, Usage{ClusterID: c.ID, ClusterSource: c.Source, Role: g.Role, PoolID: in.PoolID, RunID: c.RunID}, now); err != nil {
+		if err := openUsage(tx, &in, Usage{ClusterID: c.ID, ClusterSource: c.Source, Role: g.Role, PoolID: in.PoolID, RunID: c.RunID,
+			ComputeType: ComputeType(c.Source, c.Spec.SparkVersion)}, now); err != nil {
 			return err
 		}
 	} else {

@@ -41,22 +41,9 @@ func (s *Service) rates() usage.Rates {
 	return DefaultRates(s.Catalog.NodeTypes)
 }
 
-// lightRuntimePrefix starts the spark_version keys of Databricks Light
-// (apache-spark-2.4.x-scala2.11), the runtime Jobs Light compute runs.
-const lightRuntimePrefix = "apache-spark-"
-
-// computeTypeOf is the compute type a cluster bills as: clusters made for
-// a job run are Jobs compute (Jobs Light on the Light runtime), the
-// others, made from the UI or the API, All-Purpose. Tandem has no SQL
-// warehouses, so nothing bills as SQL.
+// computeTypeOf is ComputeType as the usage package names it.
 func computeTypeOf(source, sparkVersion string) usage.ComputeType {
-	if source == SourceJob {
-		if strings.HasPrefix(sparkVersion, lightRuntimePrefix) {
-			return usage.JobsLight
-		}
-		return usage.Jobs
-	}
-	return usage.AllPurpose
+	return usage.ComputeType(ComputeType(source, sparkVersion))
 }
 
 // runIDOfJobKey reads the run id from a job cluster's creation key
@@ -94,7 +81,12 @@ func intervalOf(u Usage, c *Cluster) (usage.Interval, bool) {
 			iv.RunID = c.RunID
 		}
 	}
-	iv.ComputeType = computeTypeOf(u.ClusterSource, version)
+	// The record says what it was charged as when it opened; records from
+	// before compute types were stamped are derived from their cluster.
+	iv.ComputeType = usage.ComputeType(u.ComputeType)
+	if u.ComputeType == "" {
+		iv.ComputeType = computeTypeOf(u.ClusterSource, version)
+	}
 	return iv, true
 }
 

@@ -378,7 +378,7 @@ func (s *Service) startTask(ctx context.Context, rec *record, key string) error 
 	return s.Runner.Start(ctx, Launch{
 		Handle: ex.Handle, ClusterID: ex.ClusterID, JobID: rec.Run.JobID, RunID: rec.Run.RunID, TaskRunID: t.RunID,
 		TaskKey: key, Attempt: t.AttemptNumber, Task: t.Task, Widgets: widgets, Args: args, Named: named,
-		JobParams: jobParams, RunAs: s.owner(rec).Name,
+		JobParams: jobParams, RunAs: s.owner(rec).Name, TaskValues: taskValuesOf(rec),
 	})
 }
 
@@ -423,4 +423,18 @@ func (s *Service) sendWebhooks(ctx context.Context, rec *record, event string) {
 func jsonOf(v any) (string, error) {
 	b, err := json.Marshal(v)
 	return string(b), err
+}
+
+// taskValuesOf collects the task values the run's tasks have set.
+func taskValuesOf(rec *record) map[string]json.RawMessage {
+	var out map[string]json.RawMessage
+	for key, ex := range rec.Exec {
+		if ex != nil && len(ex.Output.TaskValues) > 0 {
+			if out == nil {
+				out = map[string]json.RawMessage{}
+			}
+			out[key] = ex.Output.TaskValues
+		}
+	}
+	return out
 }

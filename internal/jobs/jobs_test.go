@@ -129,6 +129,8 @@ func (f *fakeRunner) Status(ctx context.Context, cluster, handle string) (jobs.T
 			return jobs.TaskObs{Done: true, Success: ok, Message: "flaky"}, nil
 		case "/slow.py":
 			return jobs.TaskObs{}, nil
+		case "/values.py":
+			return jobs.TaskObs{Done: true, Success: true, Output: jobs.TaskOutput{TaskValues: json.RawMessage(`{"n":41}`)}}, nil
 		}
 	}
 	return jobs.TaskObs{Done: true, Success: true}, nil
@@ -572,5 +574,35 @@ func TestWebhooksOnStartSuccessAndFailure(t *testing.T) {
 			t.Fatalf("webhook events = %s", got)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestTaskValuesReachTheTasksAfter(t *testing.T) {
+	c, r := newFakeCompute(), newFakeRunner()
+	srv := start(t, c, r)
+	w := srv.SDK(srv.AdminToken)
+	run, err := w.Jobs.SubmitAndWait(ctx, sdkjobs.SubmitRun{RunName: "values", Tasks: []sdkjobs.SubmitTask{
+		{TaskKey: "first", ExistingClusterId: "allpurpose-1", SparkPythonTask: &sdkjobs.SparkPythonTask{PythonFile: "/values.py"}},
+		{TaskKey: "second", DependsOn: []sdkjobs.TaskDependency{{TaskKey: "first"}}, ExistingClusterId: "allpurpose-1",
+			SparkPythonTask: &sdkjobs.SparkPythonTask{PythonFile: "/ok.py"}},
+	}}, withTimeout(time.Minute))
+	if err != nil || run.State.ResultState != sdkjobs.RunResultStateSuccess {
+		t.Fatalf("run: %v %+v", err, run)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, a := range r.attempts {
+		want := ""
+		if a.l.TaskKey == "second" {
+			want = `{"n":41}`
+		}
+		if got := string(a.l.TaskValues["first"]); got != want {
+			t.Errorf("task %s got task values %q from first, want %q", a.l.TaskKey, got, want)
+		}
+	}
+	// get-output keeps them to itself.
+	out := srv.Do(srv.AdminToken, "GET", fmt.Sprintf("/api/2.1/jobs/runs/get-output?run_id=%d", run.Tasks[0].RunId), nil)
+	if strings.Contains(string(out.Body), "task_values") {
+		t.Errorf("get-output shows task values: %s", out.Body)
 	}
 }

@@ -307,6 +307,9 @@ type TaskOutput struct {
 	LogsTruncated  bool   `json:"logs_truncated,omitempty"`
 	Error          string `json:"error,omitempty"`
 	ErrorTrace     string `json:"error_trace,omitempty"`
+	// TaskValues are what the task set with dbutils.jobs.taskValues (a
+	// JSON object), for the tasks after it; get-output does not show them.
+	TaskValues json.RawMessage `json:"task_values,omitempty"`
 }
 
 // JobParameter is a job parameter of a run with its resolved value.

@@ -68,6 +68,9 @@ type Launch struct {
 	JobParams map[string]string
 	// RunAs is the principal the task runs as (dbutils.secrets checks it).
 	RunAs string
+	// TaskValues are the task values set by the run's finished tasks, by
+	// task key (dbutils.jobs.taskValues.get).
+	TaskValues map[string]json.RawMessage
 }
 
 // Auditor writes audit records of automated actions (scheduled runs).

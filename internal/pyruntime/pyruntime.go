@@ -6,6 +6,7 @@
 package pyruntime
 
 import (
+	"bytes"
 	"embed"
 	"io/fs"
 	"os"
@@ -30,7 +31,34 @@ func Extract(dir string) (string, error) {
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return err
 		}
-		return os.WriteFile(dst, b, 0o644)
+		return writeAtomic(dst, b)
 	})
 	return dir, err
+}
+
+// writeAtomic replaces dst with b unless it holds b already. Tasks that
+// start together extract the runtime into the same directory while others
+// import it: a file rewritten in place would be read half-written.
+func writeAtomic(dst string, b []byte) error {
+	if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, b) {
+		return nil
+	}
+	f, err := os.CreateTemp(filepath.Dir(dst), ".extract-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), dst)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }

@@ -6,11 +6,16 @@
 how; the result file receives the notebook's exit value, the task values
 it set, or the error and its trace. The exit status is 0 on success."""
 
+import time
+
+_STARTED_MS = int(time.time() * 1000)  # when the task's process reached Python code
+
 import importlib
 import importlib.metadata
 import json
 import os
 import runpy
+import shutil
 import signal
 import sys
 import traceback
@@ -24,11 +29,39 @@ from .notebook import Runner, run_sql
 MAX_RESULT = 5 * 1024 * 1024  # notebook exit values beyond this are truncated
 
 
+def install_wheels(spec, base="site"):
+    """Makes the task's wheel libraries importable: each wheel (a zip) is
+    unpacked in the task's directory and put on sys.path, as an installer
+    would lay it out, so packages with compiled modules work too and their
+    entry points are found. Returns zip copies of the wheels, for the
+    executors."""
+    import zipfile
+
+    paths = []
+    for i, whl in enumerate(spec.get("wheels") or []):
+        dest = os.path.abspath(os.path.join(base, str(i)))
+        with zipfile.ZipFile(whl) as z:
+            z.extractall(dest)
+        sys.path.insert(0, dest)
+        # PySpark ships .zip, .egg and .jar files to the executors' path,
+        # not .whl: a wheel is a zip, so it goes under that name.
+        as_zip = os.path.abspath(os.path.join(base, f"{i}-{os.path.basename(whl)[:-4]}.zip"))
+        shutil.copyfile(whl, as_zip)
+        paths.append(as_zip)
+    if paths:
+        importlib.invalidate_caches()
+    return paths
+
+
 def spark_session(spec):
     from pyspark.sql import SparkSession
 
     b = SparkSession.builder.appName(spec.get("app_name") or "tandem-task")
-    for k, v in (spec.get("spark_conf") or {}).items():
+    conf = dict(spec.get("spark_conf") or {})
+    jars = [os.path.abspath(j) for j in spec.get("jars") or []]
+    if jars:
+        conf["spark.jars"] = ",".join(filter(None, [conf.get("spark.jars", "")] + jars))
+    for k, v in conf.items():
         b = b.config(k, v)
     # With intra-cluster encryption the agent hands the cluster's RPC
     # secret in the environment. A standalone driver must have it in its
@@ -70,8 +103,13 @@ def _with_timeout(seconds, fn):
 def run(spec):
     """Runs the task described by spec and returns the result document."""
     redact.install()
+    # Task code can tell how long its start took (bench/jobs-real reads it).
+    os.environ.setdefault("TANDEM_RUNTIME_START_MS", str(_STARTED_MS))
     client = Client.from_spec(spec)
+    wheels = install_wheels(spec)
     spark = spark_session(spec)
+    for whl in wheels:
+        spark.sparkContext.addPyFile(whl)  # the executors import it too
     result = {}
 
     def fetch(path):
@@ -135,6 +173,13 @@ def run(spec):
     return result
 
 
+def _all_entry_points():
+    eps = importlib.metadata.entry_points()
+    if isinstance(eps, dict):  # Python 3.10 and 3.11: groups by name
+        return [ep for group in eps.values() for ep in group]
+    return list(eps)
+
+
 def run_wheel(spec):
     """Calls a wheel's entry point: a console script of the package, or a
     function of the package module, with the task's parameters as argv."""
@@ -143,7 +188,7 @@ def run_wheel(spec):
     for k, v in (spec.get("named") or {}).items():
         args.append(f"--{k}={v}")
     sys.argv = [pkg] + args
-    for ep in importlib.metadata.entry_points():
+    for ep in _all_entry_points():
         if ep.name == entry and (ep.dist is None or ep.dist.name.replace("-", "_").lower() == pkg.replace("-", "_").lower()):
             return ep.load()()
     mod = importlib.import_module(pkg.replace("-", "_"))

@@ -1,0 +1,179 @@
+// Command jobs-real measures run-now to a task's code starting on an
+// already running cluster, on real Spark: it starts a region (the tandem
+// binary) with a real cluster (local provider, one worker), then runs a
+// tiny spark_python_task N times, one after the other. The task prints the
+// wall clock when its code starts, when the runtime's process started and
+// when its SparkContext started, so the overhead splits into the control
+// plane and agent's share, Python and the driver JVM's start, and the
+// SparkContext's registration with the cluster's master.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/databricks/databricks-sdk-go"
+	"github.com/databricks/databricks-sdk-go/service/compute"
+	"github.com/databricks/databricks-sdk-go/service/jobs"
+)
+
+// script prints: code start, the runtime process's start (the runtime
+// exports it), the SparkContext's start; all epoch milliseconds.
+const script = `import os, time
+print("TIMING", int(time.time() * 1000), os.environ.get("TANDEM_RUNTIME_START_MS", "0"), spark.sparkContext.startTime)
+`
+
+var timing = regexp.MustCompile(`TIMING (\d+) (\d+) (\d+)`)
+
+func main() {
+	var (
+		bin  = flag.String("bin", "bin/tandem", "tandem binary to start")
+		venv = flag.String("venv", ".venv", "virtualenv with pyspark")
+		runs = flag.Int("runs", 20, "run-nows, one after the other")
+	)
+	flag.Parse()
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "tandem-bench-jobs-real-")
+	must(err)
+	absVenv, _ := filepath.Abs(*venv)
+	absBin, _ := filepath.Abs(*bin)
+	token := fmt.Sprintf("dapi%032x", time.Now().UnixNano())
+	addr := freeAddr()
+	cmd := exec.Command(absBin, "server", "--data-dir", dir, "--listen", addr)
+	cmd.Env = append(os.Environ(), "TANDEM_BOOTSTRAP_TOKEN="+token, "TANDEM_VENV="+absVenv, "TANDEM_BIN="+absBin)
+	logf, _ := os.Create(filepath.Join(dir, "server.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	must(cmd.Start())
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		killInstances(dir)
+		os.RemoveAll(dir)
+	}()
+	url := "https://" + addr
+	caFile := filepath.Join(dir, "tls", "ca.pem")
+	waitHealthy(url, caFile)
+	w, err := databricks.NewWorkspaceClient(&databricks.Config{Host: url, Token: token, HTTPTransport: transport(caFile),
+		RateLimitPerSecond: 1000})
+	must(err)
+	version, err := w.Clusters.SelectSparkVersion(ctx, compute.SparkVersionRequest{Latest: true})
+	must(err)
+	conf := map[string]string{"spark.executor.memory": "512m", "spark.driver.memory": "512m", "spark.ui.showConsoleProgress": "false"}
+	cl, err := w.Clusters.CreateAndWait(ctx, compute.CreateCluster{ClusterName: "bench", SparkVersion: version, NodeTypeId: "tandem.small",
+		NumWorkers: 1, SparkConf: conf, AutoterminationMinutes: 60})
+	must(err)
+	must(w.Dbfs.WriteFile(ctx, "dbfs:/bench/start.py", []byte(script)))
+	job, err := w.Jobs.Create(ctx, jobs.CreateJob{Name: "start", Tasks: []jobs.Task{{TaskKey: "start", ExistingClusterId: cl.ClusterId,
+		SparkPythonTask: &jobs.SparkPythonTask{PythonFile: "dbfs:/bench/start.py"}}}})
+	must(err)
+	fmt.Printf("Tandem jobs on real Spark: %s, cluster of 1 driver + 1 worker (tandem.small), %s\n", version, time.Now().UTC().Format("2006-01-02"))
+
+	var total, toProcess, toContext, toCode []time.Duration
+	for i := 0; i < *runs; i++ {
+		before := time.Now()
+		run, err := w.Jobs.RunNowAndWait(ctx, jobs.RunNow{JobId: job.JobId})
+		must(err)
+		if run.State.ResultState != jobs.RunResultStateSuccess {
+			log.Fatalf("run %d: %s %s", run.RunId, run.State.ResultState, run.State.StateMessage)
+		}
+		out, err := w.Jobs.GetRunOutputByRunId(ctx, run.Tasks[0].RunId)
+		must(err)
+		m := timing.FindStringSubmatch(out.Logs)
+		if m == nil {
+			log.Fatalf("run %d printed no timing: %s", run.RunId, out.Logs)
+		}
+		code, proc, sc := ms(m[1]), ms(m[2]), ms(m[3])
+		total = append(total, code.Sub(before))
+		toProcess = append(toProcess, proc.Sub(before))
+		toContext = append(toContext, sc.Sub(proc))
+		toCode = append(toCode, code.Sub(sc))
+	}
+	fmt.Printf("\n%-52s %8s %8s %8s\n", fmt.Sprintf("%d run-nows, one after the other", *runs), "p50", "p95", "max")
+	row := func(name string, ds []time.Duration) {
+		fmt.Printf("%-52s %8.2f %8.2f %8.2f  s\n", name, pct(ds, 50).Seconds(), pct(ds, 95).Seconds(), pct(ds, 100).Seconds())
+	}
+	row("run-now -> task code starts", total)
+	row("  run-now -> runtime process started", toProcess)
+	row("  runtime started -> SparkContext starts (Python, JVM)", toContext)
+	row("  SparkContext starts -> code (master, executors)", toCode)
+	_, err = w.Clusters.DeleteAndWait(ctx, compute.DeleteCluster{ClusterId: cl.ClusterId})
+	must(err)
+}
+
+func ms(s string) time.Time {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return time.UnixMilli(n)
+}
+
+// pct is the p-th percentile (nearest rank).
+func pct(ds []time.Duration, p int) time.Duration {
+	c := append([]time.Duration(nil), ds...)
+	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
+	i := (p*len(c)+99)/100 - 1
+	return c[max(0, min(i, len(c)-1))]
+}
+
+func killInstances(dir string) {
+	entries, _ := os.ReadDir(filepath.Join(dir, "instances"))
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, "instances", e.Name(), "agent.pid"))
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+			syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	}
+}
+
+func must(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func transport(caFile string) *http.Transport {
+	pem, err := os.ReadFile(caFile)
+	must(err)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true}
+}
+
+func waitHealthy(url, caFile string) {
+	for i := 0; i < 300; i++ {
+		if _, err := os.Stat(caFile); err == nil {
+			c := &http.Client{Transport: transport(caFile), Timeout: time.Second}
+			if resp, err := c.Get(url + "/healthz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					return
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	log.Fatal("server did not become healthy")
+}
