@@ -102,6 +102,11 @@ type Account struct {
 	// convDone tells Run that the conversion pass is complete.
 	convDone chan struct{}
 	conv     convProgress
+
+	// appends serializes appends to one name; appendGC records the names
+	// whose stray parts this process has removed (append.go).
+	appends  [64]sync.Mutex
+	appendGC sync.Map
 }
 
 type convProgress struct {
@@ -306,7 +311,7 @@ func (a *Account) build(ctx context.Context, set Settings, enc Encryption) (*sta
 		}
 		g, err := geo.Open(geo.Config{Primary: prim, Secondary: sec, JournalDir: a.journalDir(set.Site),
 			ReadAccess: set.Redundancy.ReadAccess(), MinBackoff: a.opts.GeoMinBackoff, MaxBackoff: a.opts.GeoMaxBackoff,
-			Hold: a.opts.HoldShipping, Local: a.opts.RegionLocal, Log: a.opts.Log.With("component", "storage-geo")})
+			Hold: a.opts.HoldShipping, Local: regionLocal(a.opts.RegionLocal), Last: isManifest, Log: a.opts.Log.With("component", "storage-geo")})
 		if err != nil {
 			st.close()
 			return nil, err
@@ -471,7 +476,7 @@ func (a *Account) Put(ctx context.Context, name string, r io.Reader) error {
 	if a.set.InfrastructureConversion != "" {
 		defer a.lockName(name)()
 	}
-	return a.st.top.Put(ctx, name, r)
+	return a.view(a.st).Put(ctx, name, r)
 }
 
 // Get reads a plaintext range.
@@ -479,7 +484,7 @@ func (a *Account) Get(ctx context.Context, name string, offset, length int64) (i
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	return a.current().top.Get(ctx, name, offset, length)
+	return a.view(a.current()).Get(ctx, name, offset, length)
 }
 
 // Stat describes an object with its plaintext size.
@@ -487,7 +492,7 @@ func (a *Account) Stat(ctx context.Context, name string) (storage.ObjectInfo, er
 	if err := checkName(name); err != nil {
 		return storage.ObjectInfo{}, err
 	}
-	return a.current().top.Stat(ctx, name)
+	return a.view(a.current()).Stat(ctx, name)
 }
 
 // Delete removes an object.
@@ -503,12 +508,12 @@ func (a *Account) Delete(ctx context.Context, name string) error {
 	if a.set.InfrastructureConversion != "" {
 		defer a.lockName(name)()
 	}
-	return a.st.top.Delete(ctx, name)
+	return a.view(a.st).Delete(ctx, name)
 }
 
 // List lists the callers' objects (never the account's own records).
 func (a *Account) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
-	return a.current().top.List(ctx, prefix, func(oi storage.ObjectInfo) error {
+	return a.view(a.current()).List(ctx, prefix, func(oi storage.ObjectInfo) error {
 		if checkName(oi.Name) != nil {
 			return nil
 		}
@@ -542,7 +547,7 @@ func (a *Account) Secondary() storage.Backend {
 	if err != nil {
 		return refused{err: err}
 	}
-	return svc
+	return appendView{b: svc}
 }
 
 func (a *Account) infraKEK() keys.KEK {
