@@ -107,6 +107,10 @@ type Account struct {
 	// whose stray parts this process has removed (append.go).
 	appends  [64]sync.Mutex
 	appendGC sync.Map
+	// garbage holds, by name, parts the last append dropped (append.go);
+	// started is when this process opened the account.
+	garbage sync.Map
+	started time.Time
 }
 
 type convProgress struct {
@@ -174,7 +178,7 @@ func Open(ctx context.Context, opts Options) (*Account, error) {
 	if opts.Copies == nil {
 		opts.Copies = dirCopies(opts.Dir, opts.Zones)
 	}
-	a := &Account{opts: opts, convDone: make(chan struct{}, 1)}
+	a := &Account{opts: opts, convDone: make(chan struct{}, 1), started: time.Now()}
 	set, err := a.loadSettings(ctx)
 	if err != nil {
 		return nil, err
@@ -471,6 +475,7 @@ func (a *Account) Put(ctx context.Context, name string, r io.Reader) error {
 	if err := a.writable(); err != nil {
 		return err
 	}
+	defer a.lockAppend(name)()
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	if a.set.InfrastructureConversion != "" {
@@ -503,6 +508,7 @@ func (a *Account) Delete(ctx context.Context, name string) error {
 	if err := a.writable(); err != nil {
 		return err
 	}
+	defer a.lockAppend(name)()
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	if a.set.InfrastructureConversion != "" {

@@ -85,6 +85,16 @@ type manifest struct {
 	Size    int64  `json:"size"`
 	Updated int64  `json:"updated_ns"`
 	Parts   []part `json:"parts"`
+	// Garbage are parts merged away that the secondary may still need (a
+	// manifest that names them may be all it has): each is removed once
+	// geo-replication's Last Sync Time passes At, the time after the
+	// manifest without it was committed.
+	Garbage []garbage `json:"garbage,omitempty"`
+}
+
+type garbage struct {
+	Seq uint64 `json:"seq"`
+	At  int64  `json:"at_ns"`
 }
 
 type part struct {
@@ -130,6 +140,20 @@ type appendView struct {
 	// warn reports cleanup that failed after a change was committed (what
 	// it left is hidden and removed by a later Put, Delete or Append).
 	warn func(msg string, args ...any)
+	// retire reports whether a part dropped from the manifest at a time
+	// may be removed (geo-replication has shipped that manifest); nil:
+	// at once.
+	retire func(at time.Time) bool
+}
+
+// appendOpts are an append's inputs from the account.
+type appendOpts struct {
+	// gc removes parts neither the manifest nor its garbage names (left by
+	// a crash).
+	gc  bool
+	now time.Time
+	// garbage are parts earlier appends dropped, to record in the manifest.
+	garbage []garbage
 }
 
 func (v appendView) warnf(msg string, args ...any) {
@@ -426,35 +450,43 @@ func newObjectID() string {
 }
 
 // appendOnce appends r to name; the caller serializes appends to a name.
-// gc asks to remove parts the manifest does not name (left by a crash).
-func (v appendView) appendOnce(ctx context.Context, name string, r io.Reader, gc bool, now time.Time) error {
+// It returns the parts the append dropped that the secondary may still
+// need: the caller records them, with the time after the return, for the
+// next append's manifest (appendOpts.garbage).
+func (v appendView) appendOnce(ctx context.Context, name string, r io.Reader, o appendOpts) ([]uint64, error) {
+	gc := o.gc
 	m, err := v.readManifest(ctx, name)
 	haveManifest := err == nil
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return err
+		return nil, err
 	}
 	plain, err := v.statExists(ctx, name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if plain && haveManifest {
 		// A Put or a conversion cut short: the plain object is the object.
 		if err := v.drop(ctx, name, nil); err != nil {
-			return err
+			return nil, err
 		}
 		haveManifest = false
 	}
 	if !haveManifest {
 		m = manifest{ID: newObjectID()}
 		gc = true
+	} else {
+		m.Garbage = append(m.Garbage, o.garbage...)
 	}
 	if gc {
 		keep := map[uint64]bool{}
 		for _, p := range m.Parts {
 			keep[p.Seq] = true
 		}
+		for _, g := range m.Garbage {
+			keep[g.Seq] = true
+		}
 		if err := v.dropParts(ctx, name, keep); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if plain {
@@ -462,13 +494,13 @@ func (v appendView) appendOnce(ctx context.Context, name string, r io.Reader, gc
 		// copy, once).
 		pr, err := v.b.Get(ctx, name, 0, -1)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		cr := &countReader{r: pr}
 		err = v.b.Put(ctx, partName(name, m.Next), cr)
 		pr.Close()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		m.Parts = append(m.Parts, part{Seq: m.Next, Size: cr.n})
 		m.Size += cr.n
@@ -477,18 +509,20 @@ func (v appendView) appendOnce(ctx context.Context, name string, r io.Reader, gc
 	cr := &countReader{r: r}
 	seq := m.Next
 	if err := v.b.Put(ctx, partName(name, seq), cr); err != nil {
-		return err
+		return nil, err
 	}
+	m.Next++
 	var dead []uint64
 	if cr.n == 0 {
-		dead = append(dead, seq)
+		// Nothing to append: the empty part goes, and the manifest is
+		// written only to create the object.
+		defer v.b.Delete(ctx, partName(name, seq))
 		if haveManifest && !plain {
-			return v.b.Delete(ctx, partName(name, seq))
+			return nil, nil
 		}
 	} else {
 		m.Parts = append(m.Parts, part{Seq: seq, Size: cr.n})
 		m.Size += cr.n
-		m.Next++
 	}
 	for {
 		sizes := make([]int64, len(m.Parts))
@@ -501,7 +535,7 @@ func (v appendView) appendOnce(ctx context.Context, name string, r io.Reader, gc
 		}
 		merged, err := v.merge(ctx, name, m.Parts[from:], m.Next)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, p := range m.Parts[from:] {
 			dead = append(dead, p.Seq)
@@ -509,27 +543,40 @@ func (v appendView) appendOnce(ctx context.Context, name string, r io.Reader, gc
 		m.Parts = append(m.Parts[:from:from], merged)
 		m.Next++
 	}
-	m.Updated = now.UnixNano()
+	var retired []uint64
+	kept := m.Garbage[:0]
+	for _, g := range m.Garbage {
+		if v.retire == nil || v.retire(time.Unix(0, g.At)) {
+			retired = append(retired, g.Seq)
+		} else {
+			kept = append(kept, g)
+		}
+	}
+	m.Garbage = kept
+	if v.retire == nil {
+		retired, dead = append(retired, dead...), nil
+	}
+	m.Updated = o.now.UnixNano()
 	b, err := json.Marshal(m)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := v.b.Put(ctx, manifestName(name), bytes.NewReader(b)); err != nil {
-		return err
+		return nil, err
 	}
 	if plain {
 		// The commit point of the conversion: the manifest shows now.
 		if err := v.b.Delete(ctx, name); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	for _, seq := range dead {
+	for _, seq := range retired {
 		if err := v.b.Delete(ctx, partName(name, seq)); err != nil {
 			v.warnf("storage: a merged part was not removed", "name", name, "err", err)
 			break
 		}
 	}
-	return nil
+	return dead, nil
 }
 
 // merge writes the parts' bytes as one new part.
@@ -563,7 +610,14 @@ func (v appendView) merge(ctx context.Context, name string, parts []part, seq ui
 
 // view is the account's objects as callers see them: plain and appendable.
 func (a *Account) view(st *stack) appendView {
-	return appendView{b: st.top, warn: a.opts.Log.Warn}
+	v := appendView{b: st.top, warn: a.opts.Log.Warn}
+	if g := st.geo; g != nil {
+		v.retire = func(at time.Time) bool {
+			s := g.Status()
+			return s.HasLastSyncTime && s.LastSyncTime.After(at)
+		}
+	}
+	return v
 }
 
 // regionLocal applies a RegionLocal rule to the caller's name an append
@@ -598,11 +652,7 @@ func (a *Account) Append(ctx context.Context, name string, r io.Reader) error {
 	if err := a.writable(); err != nil {
 		return err
 	}
-	h := fnv.New32a()
-	h.Write([]byte(name))
-	m := &a.appends[h.Sum32()%uint32(len(a.appends))]
-	m.Lock()
-	defer m.Unlock()
+	defer a.lockAppend(name)()
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	if a.set.InfrastructureConversion != "" {
@@ -610,12 +660,44 @@ func (a *Account) Append(ctx context.Context, name string, r io.Reader) error {
 		// hold those of the plain object and the manifest.
 		defer a.lockNames(name, manifestName(name))()
 	}
+	v := a.view(a.st)
+	// Stray parts are removed once per name and process, when every
+	// change of the previous process is in the secondary.
 	_, done := a.appendGC.Load(name)
-	if err := a.view(a.st).appendOnce(ctx, name, r, !done, time.Now()); err != nil {
+	gc := !done && (v.retire == nil || v.retire(a.started))
+	pend, _ := a.garbage.LoadAndDelete(name)
+	pending, _ := pend.([]garbage)
+	dropped, err := v.appendOnce(ctx, name, r, appendOpts{gc: gc, now: time.Now(), garbage: pending})
+	if err != nil {
+		if len(pending) > 0 {
+			a.garbage.Store(name, pending)
+		}
 		return err
 	}
-	a.appendGC.Store(name, true)
+	if len(dropped) > 0 {
+		// Recorded in the next append's manifest (the pending ones are in
+		// this one's).
+		at := time.Now().UnixNano()
+		next := make([]garbage, 0, len(dropped))
+		for _, seq := range dropped {
+			next = append(next, garbage{Seq: seq, At: at})
+		}
+		a.garbage.Store(name, next)
+	}
+	if gc {
+		a.appendGC.Store(name, true)
+	}
 	return nil
+}
+
+// lockAppend orders the writes of one name (Append, Put, Delete): an
+// append reads the manifest and the plain object before it commits.
+func (a *Account) lockAppend(name string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	m := &a.appends[h.Sum32()%uint32(len(a.appends))]
+	m.Lock()
+	return m.Unlock
 }
 
 // lockNames takes the write locks of several names, each stripe once, in

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -239,7 +240,7 @@ func TestAppendCutShortLeavesTheOldObject(t *testing.T) {
 	appendTo(t, f.acc, name, []byte("two\n"))
 	// The part is written, the manifest is not.
 	v := appendView{b: failing{Backend: f.acc.current().top, prefix: manifestPrefix}}
-	if err := v.appendOnce(bg, name, strings.NewReader("lost\n"), false, time.Now()); err == nil {
+	if _, err := v.appendOnce(bg, name, strings.NewReader("lost\n"), appendOpts{now: time.Now()}); err == nil {
 		t.Fatal("the injected failure did not fail the append")
 	}
 	checkRanges(t, f.acc, name, []byte("one\ntwo\n"))
@@ -248,7 +249,7 @@ func TestAppendCutShortLeavesTheOldObject(t *testing.T) {
 	// next append starts again from it.
 	storagetest.Put(t, f.acc, "logs/plain", []byte("plain\n"))
 	v = appendView{b: failing{Backend: f.acc.current().top, del: "logs/plain"}}
-	if err := v.appendOnce(bg, "logs/plain", strings.NewReader("lost\n"), false, time.Now()); err == nil {
+	if _, err := v.appendOnce(bg, "logs/plain", strings.NewReader("lost\n"), appendOpts{now: time.Now()}); err == nil {
 		t.Fatal("the injected failure did not fail the append")
 	}
 	checkRanges(t, f.acc, "logs/plain", []byte("plain\n"))
@@ -324,4 +325,40 @@ func TestReadAcrossAMerge(t *testing.T) {
 	if got := append(first, rest...); !bytes.Equal(got, want) {
 		t.Fatalf("read %q, want %q", got, want)
 	}
+}
+
+// TestMergedPartsStayUntilTheSecondaryHasTheManifest: with geo-replication,
+// parts merged away are removed only once the manifest that no longer
+// names them is in the secondary, which reads the object at every step.
+func TestMergedPartsStayUntilTheSecondaryHasTheManifest(t *testing.T) {
+	var held atomic.Bool
+	f := newFixture(t, Settings{Redundancy: RAGRS}, func(o *Options) { o.HoldShipping = held.Load })
+	f.waitSynced(t)
+	const name = "logs/g.json"
+	var want []byte
+	add := func(s string) {
+		appendTo(t, f.acc, name, []byte(s))
+		want = append(want, s...)
+	}
+	add("first\n")
+	f.waitSynced(t)
+	held.Store(true)
+	for i := 0; i < mergeFanout; i++ {
+		add(fmt.Sprintf("line %d\n", i))
+	}
+	// Merged on the primary; the old parts wait for the secondary.
+	if _, p := appendRecords(t, f.acc.Primary(), name); p < mergeFanout {
+		t.Fatalf("%d parts on the primary: merged-away parts were removed before the secondary had the new manifest", p)
+	}
+	checkRanges(t, f.acc, name, want)
+	checkRanges(t, f.acc.Secondary(), name, []byte("first\n"))
+	held.Store(false)
+	f.waitSynced(t)
+	checkRanges(t, f.acc.Secondary(), name, want)
+	add("after\n")
+	f.waitSynced(t)
+	if _, p := appendRecords(t, f.acc.Primary(), name); p > 3 {
+		t.Fatalf("%d parts once the secondary caught up: the merged-away parts stay", p)
+	}
+	checkRanges(t, f.acc.Secondary(), name, want)
 }

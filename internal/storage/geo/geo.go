@@ -1,6 +1,7 @@
 package geo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -333,12 +334,64 @@ func (l *Layer) ship(ctx context.Context, batch []*entry) error {
 	if err := l.shipNames(ctx, first, d); err != nil {
 		return err
 	}
-	if err := l.shipNames(ctx, last, nil); err != nil {
+	if err := l.shipLast(ctx, last, batch[len(batch)-1].Seq, first, d); err != nil {
 		return err
 	}
 	for _, n := range d.names {
 		if err := l.secondary.Delete(ctx, n); err != nil {
 			return fmt.Errorf("delete %s on the secondary: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// shipLast ships the objects that refer to others. Each is read now, so
+// it may name objects written after the batch was taken: those (done in
+// the journal by the time it was read) ship first, then it.
+func (l *Layer) shipLast(ctx context.Context, names []string, after uint64, shipped []string, d *deferred) error {
+	if len(names) == 0 {
+		return nil
+	}
+	snaps := make(map[string][]byte, len(names))
+	for _, n := range names {
+		r, err := l.primary.Get(ctx, n, 0, -1)
+		if errors.Is(err, storage.ErrNotFound) {
+			snaps[n] = nil
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read %s from the primary: %w", n, err)
+		}
+		b, err := io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			return fmt.Errorf("read %s from the primary: %w", n, err)
+		}
+		snaps[n] = b
+	}
+	seen := map[string]bool{}
+	for _, n := range shipped {
+		seen[n] = true
+	}
+	var extra []string
+	for _, n := range l.j.doneAfter(after) {
+		if !seen[n] && !l.last(n) {
+			seen[n] = true
+			extra = append(extra, n)
+		}
+	}
+	if err := l.shipNames(ctx, extra, d); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if snaps[n] == nil {
+			if err := l.secondary.Delete(ctx, n); err != nil {
+				return fmt.Errorf("delete %s on the secondary: %w", n, err)
+			}
+			continue
+		}
+		if err := l.secondary.Put(ctx, n, bytes.NewReader(snaps[n])); err != nil {
+			return fmt.Errorf("write %s to the secondary: %w", n, err)
 		}
 	}
 	return nil

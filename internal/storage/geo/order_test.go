@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tandemdata/tandem/internal/storage"
 	"github.com/tandemdata/tandem/internal/storage/local"
@@ -48,13 +49,26 @@ func TestShipmentOrdersReferencesLast(t *testing.T) {
 	for _, n := range []string{"p/old1", "p/old2"} {
 		storagetest.Put(t, sec, n, []byte("x"))
 	}
-	var batch []*entry
-	for i, n := range []string{"m/a", "p/old1", "p/new", "p/old2", "other"} {
+	for _, n := range []string{"m/a", "p/old1", "p/new", "p/old2", "other"} {
 		if !strings.HasPrefix(n, "p/old") {
 			storagetest.Put(t, prim, n, []byte(n))
 		}
-		batch = append(batch, &entry{Seq: uint64(i + 1), Name: n})
+		e, err := l.j.append(n, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.j.complete(e)
 	}
+	batch := l.j.batch(256)
+	// After the batch was taken, an append wrote a part and the manifest
+	// again: the manifest shipped now names it, so it ships first.
+	e, err := l.j.append("p/later", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	storagetest.Put(t, prim, "p/later", []byte("later"))
+	l.j.complete(e)
+	storagetest.Put(t, prim, "m/a", []byte("m/a naming p/later"))
 	if err := l.ship(bg, batch); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +77,7 @@ func TestShipmentOrdersReferencesLast(t *testing.T) {
 		pos[op] = i
 	}
 	for _, c := range [][2]string{
-		{"put p/new", "put m/a"}, {"put other", "put m/a"},
+		{"put p/new", "put m/a"}, {"put other", "put m/a"}, {"put p/later", "put m/a"},
 		{"put m/a", "delete p/old1"}, {"put m/a", "delete p/old2"},
 	} {
 		a, okA := pos[c[0]]
@@ -72,7 +86,7 @@ func TestShipmentOrdersReferencesLast(t *testing.T) {
 			t.Errorf("%q must ship before %q: %v", c[0], c[1], rec.ops)
 		}
 	}
-	if n := len(rec.ops); n != 5 {
-		t.Errorf("%d operations shipped, want 5: %v", n, fmt.Sprint(rec.ops))
+	if n := len(rec.ops); n != 6 {
+		t.Errorf("%d operations shipped, want 6: %v", n, fmt.Sprint(rec.ops))
 	}
 }
