@@ -673,7 +673,7 @@ func (a *Account) empty(ctx context.Context, st *stack) (bool, error) {
 	errStop := errors.New("stop")
 	n := 0
 	err := st.primary.List(ctx, "", func(oi storage.ObjectInfo) error {
-		if checkName(oi.Name) == nil {
+		if _, appended := appendLogicalName(oi.Name); checkName(oi.Name) == nil || appended {
 			n++
 			return errStop
 		}

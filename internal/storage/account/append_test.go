@@ -362,3 +362,16 @@ func TestMergedPartsStayUntilTheSecondaryHasTheManifest(t *testing.T) {
 	}
 	checkRanges(t, f.acc.Secondary(), name, want)
 }
+
+// TestAnAccountWithOnlyAppendedObjectsIsNotEmpty: turning infrastructure
+// encryption on converts appended objects like others (an empty account
+// would switch at once and lose them).
+func TestAnAccountWithOnlyAppendedObjectsIsNotEmpty(t *testing.T) {
+	f := newFixture(t, Settings{})
+	appendTo(t, f.acc, "logs/only.json", []byte("kept\n"))
+	f.update(t, func(s *Settings) { s.Encryption.InfrastructureEncryption = true })
+	f.waitConversion(t)
+	checkRanges(t, f.acc, "logs/only.json", []byte("kept\n"))
+	appendTo(t, f.acc, "logs/only.json", []byte("more\n"))
+	checkRanges(t, f.acc, "logs/only.json", []byte("kept\nmore\n"))
+}
