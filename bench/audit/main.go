@@ -53,6 +53,7 @@ func main() {
 		accountKind = flag.String("account", "local", "storage account of the delivery run: local (a directory with append), "+
 			"account (the real storage account: LRS, service encryption, Append), account-rewrite (the same without Append: read and put back)")
 		latencyOnly = flag.Bool("latency-only", false, "run only the delivery latency measurement")
+		digestEvery = flag.Duration("digest-period", time.Second, "digest period of the storage account's chain (each seal hashes the period's blobs whole; servers default to 1h)")
 	)
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "tandem-bench-audit-")
@@ -65,7 +66,7 @@ func main() {
 	if !*latencyOnly {
 		throughput(filepath.Join(dir, "throughput"), *concurrency, *duration)
 	}
-	latency(filepath.Join(dir, "latency"), *rate, *duration, *accountKind)
+	latency(filepath.Join(dir, "latency"), *rate, *duration, *accountKind, *digestEvery)
 	if !*latencyOnly {
 		hook(filepath.Join(dir, "hook"), *callRate, *duration)
 	}
@@ -179,7 +180,7 @@ func openAccount(dir, kind string) (storage.Backend, func()) {
 	return nil, nil
 }
 
-func latency(dir string, rate int, d time.Duration, accountKind string) {
+func latency(dir string, rate int, d time.Duration, accountKind string, digestPeriod time.Duration) {
 	j, err := audit.OpenJournal(filepath.Join(dir, "journal"))
 	if err != nil {
 		log.Fatal(err)
@@ -213,7 +214,7 @@ func latency(dir string, rate int, d time.Duration, accountKind string) {
 		t    *timed
 	}{
 		{"storage account", &timed{appended: appended, dest: &storageaccount.Destination{Account: acct, ResourceID: rid,
-			Chain: &digest.Chain{Name: "bench", Account: acct, Key: key, ResourceID: rid, Period: time.Second, StateFile: filepath.Join(dir, "digest")}}}},
+			Chain: &digest.Chain{Name: "bench", Account: acct, Key: key, ResourceID: rid, Period: digestPeriod, StateFile: filepath.Join(dir, "digest")}}}},
 		{"event hub (kfake)", &timed{appended: appended, dest: hub}},
 		{"log analytics", &timed{appended: appended, dest: query}},
 	}

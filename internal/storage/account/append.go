@@ -42,13 +42,12 @@ const (
 	manifestPrefix = appendRoot + "m/"
 	partPrefix     = appendRoot + "p/"
 
-	// mergeFanout parts of one size class at the end of the object are
-	// merged into one part.
-	mergeFanout = 8
-	// mergeBase is the upper bound of the smallest size class.
-	mergeBase = 64 << 10
-	// maxMergedPart bounds a merged part: larger runs stay as they are.
-	maxMergedPart = 1 << 30
+	// mergeFanout parts of one level at the end of the object are merged
+	// into one part of the next level.
+	mergeFanout = 16
+	// maxMergedPart bounds a merged part (and so the pause a merge adds to
+	// an append): larger runs stay as they are.
+	maxMergedPart = 32 << 20
 )
 
 func manifestName(name string) string { return manifestPrefix + name }
@@ -98,39 +97,34 @@ type garbage struct {
 }
 
 type part struct {
-	Seq  uint64 `json:"seq"`
-	Size int64  `json:"size"`
-}
-
-// sizeClass is 0 below mergeBase, then one more per factor mergeFanout.
-func sizeClass(n int64) int {
-	c := 0
-	for lim := int64(mergeBase); n >= lim; lim *= mergeFanout {
-		c++
-	}
-	return c
+	Seq   uint64 `json:"seq"`
+	Size  int64  `json:"size"`
+	Level int    `json:"level,omitempty"`
 }
 
 // mergePlan returns the index of the first of the trailing parts to merge
-// into one, or -1: the last mergeFanout parts when they share a size class
-// and together stay within maxMergedPart.
-func mergePlan(sizes []int64) int {
-	if len(sizes) < mergeFanout {
+// into one, or -1: the last mergeFanout parts when they share the last
+// part's level and together stay within maxMergedPart (the merged part
+// takes the next level). An append makes a level-0 part, so each byte is
+// rewritten at most once per level, and a part larger than maxMergedPart
+// (such as a big object converted by its first append) is never rewritten.
+func mergePlan(parts []part) int {
+	if len(parts) < mergeFanout {
 		return -1
 	}
-	tail := sizes[len(sizes)-mergeFanout:]
-	c := sizeClass(tail[0])
+	tail := parts[len(parts)-mergeFanout:]
+	level := tail[len(tail)-1].Level
 	var sum int64
-	for _, s := range tail {
-		if sizeClass(s) != c {
+	for _, p := range tail {
+		if p.Level != level {
 			return -1
 		}
-		sum += s
+		sum += p.Size
 	}
 	if sum > maxMergedPart {
 		return -1
 	}
-	return len(sizes) - mergeFanout
+	return len(parts) - mergeFanout
 }
 
 // appendView gives a backend (a stack's top, or the secondary endpoint's
@@ -525,11 +519,7 @@ func (v appendView) appendOnce(ctx context.Context, name string, r io.Reader, o 
 		m.Size += cr.n
 	}
 	for {
-		sizes := make([]int64, len(m.Parts))
-		for i, p := range m.Parts {
-			sizes[i] = p.Size
-		}
-		from := mergePlan(sizes)
+		from := mergePlan(m.Parts)
 		if from < 0 {
 			break
 		}
@@ -605,7 +595,7 @@ func (v appendView) merge(ctx context.Context, name string, parts []part, seq ui
 	if cr.n != size {
 		return part{}, fmt.Errorf("merge the parts of %s: read %d bytes of %d: %w", name, cr.n, size, storage.ErrCorrupt)
 	}
-	return part{Seq: seq, Size: size}, nil
+	return part{Seq: seq, Size: size, Level: parts[len(parts)-1].Level + 1}, nil
 }
 
 // view is the account's objects as callers see them: plain and appendable.

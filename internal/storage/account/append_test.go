@@ -17,37 +17,37 @@ import (
 
 func TestMergePlan(t *testing.T) {
 	const k = 1 << 10
-	rep := func(n int, s int64) []int64 {
-		out := make([]int64, n)
+	rep := func(n int, size int64, level int) []part {
+		out := make([]part, n)
 		for i := range out {
-			out[i] = s
+			out[i] = part{Size: size, Level: level}
+		}
+		return out
+	}
+	cat := func(ps ...[]part) []part {
+		var out []part
+		for _, p := range ps {
+			out = append(out, p...)
 		}
 		return out
 	}
 	cases := []struct {
 		name  string
-		sizes []int64
+		parts []part
 		want  int
 	}{
-		{"too few parts", rep(mergeFanout-1, k), -1},
-		{"fanout small parts of one class", rep(mergeFanout, k), 0},
-		{"only the tail", append([]int64{100 << 20}, rep(mergeFanout, k)...), 1},
-		{"classes differ", append(rep(mergeFanout-1, k), 100<<10), -1},
-		{"a big head does not merge with small tails", append([]int64{1 << 20}, rep(mergeFanout-1, k)...), -1},
-		{"mid class", rep(mergeFanout, 1<<20), 0},
-		{"merged part would be too big", rep(mergeFanout, 200<<20), -1},
+		{"too few parts", rep(mergeFanout-1, k, 0), -1},
+		{"fanout parts of one level", rep(mergeFanout, k, 0), 0},
+		{"sizes do not matter, levels do", cat(rep(1, 70*k, 0), rep(mergeFanout-1, k, 0)), 0},
+		{"only the tail", cat(rep(1, 1<<20, 1), rep(mergeFanout, k, 0)), 1},
+		{"levels differ", cat(rep(1, k, 1), rep(mergeFanout-1, k, 0)), -1},
+		{"a higher level", cat(rep(3, k, 0), rep(mergeFanout, 1<<20, 1)), 3},
+		{"merged part would be too big", rep(mergeFanout, 3<<20, 0), -1},
+		{"a converted big part is never rewritten", cat(rep(1, 1<<30, 0), rep(mergeFanout-1, k, 0)), -1},
 	}
 	for _, c := range cases {
-		if got := mergePlan(c.sizes); got != c.want {
+		if got := mergePlan(c.parts); got != c.want {
 			t.Errorf("%s: mergePlan = %d, want %d", c.name, got, c.want)
-		}
-	}
-	for _, c := range []struct {
-		n    int64
-		want int
-	}{{0, 0}, {mergeBase - 1, 0}, {mergeBase, 1}, {mergeBase * mergeFanout, 2}, {1 << 30, 5}} {
-		if got := sizeClass(c.n); got != c.want {
-			t.Errorf("sizeClass(%d) = %d, want %d", c.n, got, c.want)
 		}
 	}
 }
