@@ -103,14 +103,13 @@ type Account struct {
 	convDone chan struct{}
 	conv     convProgress
 
-	// appends serializes appends to one name; appendGC records the names
-	// whose stray parts this process has removed (append.go).
-	appends  [64]sync.Mutex
-	appendGC sync.Map
+	// appends serializes the writes of one name (append.go).
+	appends [64]sync.Mutex
 	// garbage holds, by name, parts the last append dropped (append.go);
-	// started is when this process opened the account.
-	garbage sync.Map
-	started time.Time
+	// started is when this process opened the account, instance names it.
+	garbage  sync.Map
+	started  time.Time
+	instance string
 }
 
 type convProgress struct {
@@ -178,7 +177,7 @@ func Open(ctx context.Context, opts Options) (*Account, error) {
 	if opts.Copies == nil {
 		opts.Copies = dirCopies(opts.Dir, opts.Zones)
 	}
-	a := &Account{opts: opts, convDone: make(chan struct{}, 1), started: time.Now()}
+	a := &Account{opts: opts, convDone: make(chan struct{}, 1), started: time.Now(), instance: newObjectID()}
 	set, err := a.loadSettings(ctx)
 	if err != nil {
 		return nil, err

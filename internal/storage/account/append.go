@@ -83,7 +83,9 @@ type manifest struct {
 	Next    uint64 `json:"next"`
 	Size    int64  `json:"size"`
 	Updated int64  `json:"updated_ns"`
-	Parts   []part `json:"parts"`
+	// Owner is the process that last removed stray parts (appendOpts).
+	Owner string `json:"owner,omitempty"`
+	Parts []part `json:"parts"`
 	// Garbage are parts merged away that the secondary may still need (a
 	// manifest that names them may be all it has): each is removed once
 	// geo-replication's Last Sync Time passes At, the time after the
@@ -142,10 +144,13 @@ type appendView struct {
 
 // appendOpts are an append's inputs from the account.
 type appendOpts struct {
-	// gc removes parts neither the manifest nor its garbage names (left by
-	// a crash).
-	gc  bool
-	now time.Time
+	// owner names the appending process: the first append of a process
+	// to an object (the manifest names another owner) removes the parts
+	// neither the manifest nor its garbage names (left by a crash), if
+	// gcAllowed (geo-replication has shipped what the last process wrote).
+	owner     string
+	gcAllowed bool
+	now       time.Time
 	// garbage are parts earlier appends dropped, to record in the manifest.
 	garbage []garbage
 }
@@ -448,12 +453,12 @@ func newObjectID() string {
 // need: the caller records them, with the time after the return, for the
 // next append's manifest (appendOpts.garbage).
 func (v appendView) appendOnce(ctx context.Context, name string, r io.Reader, o appendOpts) ([]uint64, error) {
-	gc := o.gc
 	m, err := v.readManifest(ctx, name)
 	haveManifest := err == nil
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return nil, err
 	}
+	gc := m.Owner != o.owner && o.gcAllowed
 	plain, err := v.statExists(ctx, name)
 	if err != nil {
 		return nil, err
@@ -482,6 +487,7 @@ func (v appendView) appendOnce(ctx context.Context, name string, r io.Reader, o 
 		if err := v.dropParts(ctx, name, keep); err != nil {
 			return nil, err
 		}
+		m.Owner = o.owner
 	}
 	if plain {
 		// First append to a plain object: its bytes become part 0 (one
@@ -653,11 +659,10 @@ func (a *Account) Append(ctx context.Context, name string, r io.Reader) error {
 	v := a.view(a.st)
 	// Stray parts are removed once per name and process, when every
 	// change of the previous process is in the secondary.
-	_, done := a.appendGC.Load(name)
-	gc := !done && (v.retire == nil || v.retire(a.started))
+	gcAllowed := v.retire == nil || v.retire(a.started)
 	pend, _ := a.garbage.LoadAndDelete(name)
 	pending, _ := pend.([]garbage)
-	dropped, err := v.appendOnce(ctx, name, r, appendOpts{gc: gc, now: time.Now(), garbage: pending})
+	dropped, err := v.appendOnce(ctx, name, r, appendOpts{owner: a.instance, gcAllowed: gcAllowed, now: time.Now(), garbage: pending})
 	if err != nil {
 		if len(pending) > 0 {
 			a.garbage.Store(name, pending)
@@ -673,9 +678,6 @@ func (a *Account) Append(ctx context.Context, name string, r io.Reader) error {
 			next = append(next, garbage{Seq: seq, At: at})
 		}
 		a.garbage.Store(name, next)
-	}
-	if gc {
-		a.appendGC.Store(name, true)
 	}
 	return nil
 }
