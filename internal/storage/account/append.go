@@ -266,6 +266,9 @@ func (s *splice) open() error {
 }
 
 func (s *splice) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	for {
 		if s.pos >= s.end {
 			return 0, io.EOF
