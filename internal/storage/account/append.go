@@ -105,28 +105,38 @@ type part struct {
 }
 
 // mergePlan returns the index of the first of the trailing parts to merge
-// into one, or -1: the last mergeFanout parts when they share the last
-// part's level and together stay within maxMergedPart (the merged part
-// takes the next level). An append makes a level-0 part, so each byte is
-// rewritten at most once per level, and a part larger than maxMergedPart
-// (such as a big object converted by its first append) is never rewritten.
+// into one part of the next level, or -1. It takes the last part's level
+// and, going back over the parts of that level, as many as fit in
+// maxMergedPart, up to mergeFanout: it merges mergeFanout of them, or
+// fewer (at least two) when the next would not fit. An append makes a
+// level-0 part, so each byte is rewritten at most once per level, and a
+// part larger than maxMergedPart (such as a big object converted by its
+// first append) is never rewritten.
 func mergePlan(parts []part) int {
-	if len(parts) < mergeFanout {
+	if len(parts) < 2 {
 		return -1
 	}
-	tail := parts[len(parts)-mergeFanout:]
-	level := tail[len(tail)-1].Level
+	level := parts[len(parts)-1].Level
 	var sum int64
-	for _, p := range tail {
+	i := len(parts)
+	for i > 0 && len(parts)-i < mergeFanout {
+		p := parts[i-1]
 		if p.Level != level {
 			return -1
 		}
+		if sum+p.Size > maxMergedPart {
+			if len(parts)-i >= 2 {
+				return i
+			}
+			return -1
+		}
 		sum += p.Size
+		i--
 	}
-	if sum > maxMergedPart {
-		return -1
+	if len(parts)-i == mergeFanout {
+		return i
 	}
-	return len(parts) - mergeFanout
+	return -1
 }
 
 // appendView gives a backend (a stack's top, or the secondary endpoint's

@@ -42,8 +42,12 @@ func TestMergePlan(t *testing.T) {
 		{"only the tail", cat(rep(1, 1<<20, 1), rep(mergeFanout, k, 0)), 1},
 		{"levels differ", cat(rep(1, k, 1), rep(mergeFanout-1, k, 0)), -1},
 		{"a higher level", cat(rep(3, k, 0), rep(mergeFanout, 1<<20, 1)), 3},
-		{"merged part would be too big", rep(mergeFanout, 3<<20, 0), -1},
-		{"a converted big part is never rewritten", cat(rep(1, 1<<30, 0), rep(mergeFanout-1, k, 0)), -1},
+		{"as many as fit in a merged part", rep(mergeFanout, 3<<20, 0), mergeFanout - 10},
+		{"fewer than fanout, not at the cap", cat(rep(1, 1<<20, 1), rep(5, 3<<20, 0)), -1},
+		{"at least two", rep(3, 20<<20, 0), -1},
+		{"two that fit", rep(3, 12<<20, 0), 1},
+		{"a converted big part is never rewritten", cat(rep(1, 1<<30, 0), rep(mergeFanout-1, k, 0)), 1},
+		{"nor a big first append", cat(rep(1, 20<<20, 0), rep(1, k, 0)), -1},
 	}
 	for _, c := range cases {
 		if got := mergePlan(c.parts); got != c.want {
