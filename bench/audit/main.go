@@ -37,7 +37,11 @@ import (
 	"github.com/tandemdata/tandem/internal/audit/destination/loganalytics"
 	"github.com/tandemdata/tandem/internal/audit/destination/storageaccount"
 	"github.com/tandemdata/tandem/internal/audit/digest"
+	"github.com/tandemdata/tandem/internal/keys"
+	"github.com/tandemdata/tandem/internal/storage"
+	"github.com/tandemdata/tandem/internal/storage/account"
 	"github.com/tandemdata/tandem/internal/storage/local"
+	"github.com/tandemdata/tandem/internal/store/sqlstore"
 )
 
 func main() {
@@ -46,6 +50,10 @@ func main() {
 		concurrency = flag.Int("c", 64, "concurrent appenders / API callers")
 		rate        = flag.Int("rate", 5000, "records per second for the delivery latency run")
 		callRate    = flag.Int("call-rate", 5000, "API calls per second offered in the hook overhead run")
+		accountKind = flag.String("account", "local", "storage account of the delivery run: local (a directory with append), "+
+			"account (the real storage account: LRS, service encryption, Append), account-rewrite (the same without Append: read and put back)")
+		latencyOnly = flag.Bool("latency-only", false, "run only the delivery latency measurement")
+		digestEvery = flag.Duration("digest-period", time.Second, "digest period of the storage account's chain (each seal hashes the period's blobs whole; servers default to 1h)")
 	)
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "tandem-bench-audit-")
@@ -54,10 +62,14 @@ func main() {
 	}
 	defer os.RemoveAll(dir)
 
-	fmt.Printf("Tandem audit pipeline benchmark (%d concurrent, %s per run)\n\n", *concurrency, *duration)
-	throughput(filepath.Join(dir, "throughput"), *concurrency, *duration)
-	latency(filepath.Join(dir, "latency"), *rate, *duration)
-	hook(filepath.Join(dir, "hook"), *callRate, *duration)
+	fmt.Printf("Tandem audit pipeline benchmark (%d concurrent, %s per run, storage account: %s)\n\n", *concurrency, *duration, *accountKind)
+	if !*latencyOnly {
+		throughput(filepath.Join(dir, "throughput"), *concurrency, *duration)
+	}
+	latency(filepath.Join(dir, "latency"), *rate, *duration, *accountKind, *digestEvery)
+	if !*latencyOnly {
+		hook(filepath.Join(dir, "hook"), *callRate, *duration)
+	}
 }
 
 func record(i int) *audit.Record {
@@ -131,16 +143,51 @@ func (t *timed) Seal(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-func latency(dir string, rate int, d time.Duration) {
+// putOnly hides a backend's Append (the destination then reads the hour's
+// blob and puts it back whole).
+type putOnly struct{ storage.Backend }
+
+// openAccount opens the storage account the delivery run writes to.
+func openAccount(dir, kind string) (storage.Backend, func()) {
+	if kind == "local" {
+		b, err := local.New(filepath.Join(dir, "storage"))
+		if err != nil {
+			log.Fatal(err)
+		}
+		return b, func() {}
+	}
+	st, err := sqlstore.Open(context.Background(), filepath.Join(dir, "meta.db"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	ring, err := keys.OpenKeyring(filepath.Join(dir, "account-keys"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	acc, err := account.Open(context.Background(), account.Options{Name: "root", Dir: filepath.Join(dir, "storage"), Store: st, Keys: ring,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		log.Fatal(err)
+	}
+	closeAll := func() { acc.Close(); st.Close() }
+	switch kind {
+	case "account":
+		return acc, closeAll
+	case "account-rewrite":
+		return putOnly{acc}, closeAll
+	}
+	log.Fatalf("-account %q: want local, account or account-rewrite", kind)
+	return nil, nil
+}
+
+func latency(dir string, rate int, d time.Duration, accountKind string, digestPeriod time.Duration) {
 	j, err := audit.OpenJournal(filepath.Join(dir, "journal"))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer j.Close()
-	acct, err := local.New(filepath.Join(dir, "storage"))
-	if err != nil {
-		log.Fatal(err)
-	}
+	acct, closeAcct := openAccount(dir, accountKind)
+	defer closeAcct()
 	key, err := digest.LoadOrCreateKey(filepath.Join(dir, "keys"))
 	if err != nil {
 		log.Fatal(err)
@@ -167,7 +214,7 @@ func latency(dir string, rate int, d time.Duration) {
 		t    *timed
 	}{
 		{"storage account", &timed{appended: appended, dest: &storageaccount.Destination{Account: acct, ResourceID: rid,
-			Chain: &digest.Chain{Name: "bench", Account: acct, Key: key, ResourceID: rid, Period: time.Second, StateFile: filepath.Join(dir, "digest")}}}},
+			Chain: &digest.Chain{Name: "bench", Account: acct, Key: key, ResourceID: rid, Period: digestPeriod, StateFile: filepath.Join(dir, "digest")}}}},
 		{"event hub (kfake)", &timed{appended: appended, dest: hub}},
 		{"log analytics", &timed{appended: appended, dest: query}},
 	}

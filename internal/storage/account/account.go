@@ -102,6 +102,14 @@ type Account struct {
 	// convDone tells Run that the conversion pass is complete.
 	convDone chan struct{}
 	conv     convProgress
+
+	// appends serializes the writes of one name (append.go).
+	appends [64]sync.Mutex
+	// garbage holds, by name, parts the last append dropped (append.go);
+	// started is when this process opened the account, instance names it.
+	garbage  sync.Map
+	started  time.Time
+	instance string
 }
 
 type convProgress struct {
@@ -169,7 +177,7 @@ func Open(ctx context.Context, opts Options) (*Account, error) {
 	if opts.Copies == nil {
 		opts.Copies = dirCopies(opts.Dir, opts.Zones)
 	}
-	a := &Account{opts: opts, convDone: make(chan struct{}, 1)}
+	a := &Account{opts: opts, convDone: make(chan struct{}, 1), started: time.Now(), instance: newObjectID()}
 	set, err := a.loadSettings(ctx)
 	if err != nil {
 		return nil, err
@@ -306,7 +314,7 @@ func (a *Account) build(ctx context.Context, set Settings, enc Encryption) (*sta
 		}
 		g, err := geo.Open(geo.Config{Primary: prim, Secondary: sec, JournalDir: a.journalDir(set.Site),
 			ReadAccess: set.Redundancy.ReadAccess(), MinBackoff: a.opts.GeoMinBackoff, MaxBackoff: a.opts.GeoMaxBackoff,
-			Hold: a.opts.HoldShipping, Local: a.opts.RegionLocal, Log: a.opts.Log.With("component", "storage-geo")})
+			Hold: a.opts.HoldShipping, Local: regionLocal(a.opts.RegionLocal), Last: isManifest, Log: a.opts.Log.With("component", "storage-geo")})
 		if err != nil {
 			st.close()
 			return nil, err
@@ -466,12 +474,13 @@ func (a *Account) Put(ctx context.Context, name string, r io.Reader) error {
 	if err := a.writable(); err != nil {
 		return err
 	}
+	defer a.lockAppend(name)()
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	if a.set.InfrastructureConversion != "" {
 		defer a.lockName(name)()
 	}
-	return a.st.top.Put(ctx, name, r)
+	return a.view(a.st).Put(ctx, name, r)
 }
 
 // Get reads a plaintext range.
@@ -479,7 +488,7 @@ func (a *Account) Get(ctx context.Context, name string, offset, length int64) (i
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	return a.current().top.Get(ctx, name, offset, length)
+	return a.view(a.current()).Get(ctx, name, offset, length)
 }
 
 // Stat describes an object with its plaintext size.
@@ -487,7 +496,7 @@ func (a *Account) Stat(ctx context.Context, name string) (storage.ObjectInfo, er
 	if err := checkName(name); err != nil {
 		return storage.ObjectInfo{}, err
 	}
-	return a.current().top.Stat(ctx, name)
+	return a.view(a.current()).Stat(ctx, name)
 }
 
 // Delete removes an object.
@@ -498,17 +507,18 @@ func (a *Account) Delete(ctx context.Context, name string) error {
 	if err := a.writable(); err != nil {
 		return err
 	}
+	defer a.lockAppend(name)()
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	if a.set.InfrastructureConversion != "" {
 		defer a.lockName(name)()
 	}
-	return a.st.top.Delete(ctx, name)
+	return a.view(a.st).Delete(ctx, name)
 }
 
 // List lists the callers' objects (never the account's own records).
 func (a *Account) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
-	return a.current().top.List(ctx, prefix, func(oi storage.ObjectInfo) error {
+	return a.view(a.current()).List(ctx, prefix, func(oi storage.ObjectInfo) error {
 		if checkName(oi.Name) != nil {
 			return nil
 		}
@@ -542,7 +552,7 @@ func (a *Account) Secondary() storage.Backend {
 	if err != nil {
 		return refused{err: err}
 	}
-	return svc
+	return appendView{b: svc}
 }
 
 func (a *Account) infraKEK() keys.KEK {
@@ -662,7 +672,7 @@ func (a *Account) empty(ctx context.Context, st *stack) (bool, error) {
 	errStop := errors.New("stop")
 	n := 0
 	err := st.primary.List(ctx, "", func(oi storage.ObjectInfo) error {
-		if checkName(oi.Name) == nil {
+		if _, appended := appendLogicalName(oi.Name); checkName(oi.Name) == nil || appended {
 			n++
 			return errStop
 		}

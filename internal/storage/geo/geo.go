@@ -1,6 +1,7 @@
 package geo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -38,6 +39,12 @@ type Config struct {
 	// initial sync. Two disaster-recovery regions share object names, and
 	// some objects (a region's own diagnostic logs) are each region's own.
 	Local func(name string) bool
+	// Last, if set, names objects that refer to others (the storage
+	// account's append manifests name their parts): a batch ships the
+	// other objects' new contents first, then these, then the other
+	// deletions, so the secondary never holds a reference to an object it
+	// lacks.
+	Last func(name string) bool
 }
 
 // Layer is a geo-replicated storage.Backend.
@@ -51,6 +58,7 @@ type Layer struct {
 	now                func() time.Time
 	hold               func() bool
 	local              func(name string) bool
+	last               func(name string) bool
 	// retry cuts a backoff wait short (Retry).
 	retry chan struct{}
 
@@ -90,7 +98,7 @@ func Open(cfg Config) (*Layer, error) {
 		return nil, err
 	}
 	return &Layer{primary: cfg.Primary, secondary: cfg.Secondary, j: j, ra: cfg.ReadAccess,
-		minB: cfg.MinBackoff, maxB: cfg.MaxBackoff, workers: cfg.Workers, log: cfg.Log, now: cfg.Now, hold: cfg.Hold, local: cfg.Local, retry: make(chan struct{}, 1)}, nil
+		minB: cfg.MinBackoff, maxB: cfg.MaxBackoff, workers: cfg.Workers, log: cfg.Log, now: cfg.Now, hold: cfg.Hold, local: cfg.Local, last: cfg.Last, retry: make(chan struct{}, 1)}, nil
 }
 
 // Close closes the journal. Run must have returned.
@@ -311,6 +319,95 @@ func (l *Layer) ship(ctx context.Context, batch []*entry) error {
 			names = append(names, e.Name)
 		}
 	}
+	if l.last == nil {
+		return l.shipNames(ctx, names, nil)
+	}
+	var first, last []string
+	for _, n := range names {
+		if l.last(n) {
+			last = append(last, n)
+		} else {
+			first = append(first, n)
+		}
+	}
+	d := &deferred{}
+	if err := l.shipNames(ctx, first, d); err != nil {
+		return err
+	}
+	if err := l.shipLast(ctx, last, batch[len(batch)-1].Seq, first, d); err != nil {
+		return err
+	}
+	for _, n := range d.names {
+		if err := l.secondary.Delete(ctx, n); err != nil {
+			return fmt.Errorf("delete %s on the secondary: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// shipLast ships the objects that refer to others. Each is read now, so
+// it may name objects written after the batch was taken: those (done in
+// the journal by the time it was read) ship first, then it.
+func (l *Layer) shipLast(ctx context.Context, names []string, after uint64, shipped []string, d *deferred) error {
+	if len(names) == 0 {
+		return nil
+	}
+	snaps := make(map[string][]byte, len(names))
+	for _, n := range names {
+		r, err := l.primary.Get(ctx, n, 0, -1)
+		if errors.Is(err, storage.ErrNotFound) {
+			snaps[n] = nil
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read %s from the primary: %w", n, err)
+		}
+		b, err := io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			return fmt.Errorf("read %s from the primary: %w", n, err)
+		}
+		snaps[n] = b
+	}
+	seen := map[string]bool{}
+	for _, n := range shipped {
+		seen[n] = true
+	}
+	var extra []string
+	for _, n := range l.j.doneAfter(after) {
+		if !seen[n] && !l.last(n) {
+			seen[n] = true
+			extra = append(extra, n)
+		}
+	}
+	if err := l.shipNames(ctx, extra, d); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if snaps[n] == nil {
+			if err := l.secondary.Delete(ctx, n); err != nil {
+				return fmt.Errorf("delete %s on the secondary: %w", n, err)
+			}
+			continue
+		}
+		if err := l.secondary.Put(ctx, n, bytes.NewReader(snaps[n])); err != nil {
+			return fmt.Errorf("write %s to the secondary: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// deferred collects the deletions a shipment makes last.
+type deferred struct {
+	mu    sync.Mutex
+	names []string
+}
+
+// shipNames ships names with a few workers; deletions go to d if set.
+func (l *Layer) shipNames(ctx context.Context, names []string, d *deferred) error {
+	if len(names) == 0 {
+		return nil
+	}
 	work := make(chan string)
 	errs := make(chan error, len(names))
 	var wg sync.WaitGroup
@@ -319,7 +416,7 @@ func (l *Layer) ship(ctx context.Context, batch []*entry) error {
 		go func() {
 			defer wg.Done()
 			for name := range work {
-				if err := l.shipOne(ctx, name); err != nil {
+				if err := l.shipOneDeferring(ctx, name, d); err != nil {
 					errs <- err
 				}
 			}
@@ -348,8 +445,14 @@ func (l *Layer) ship(ctx context.Context, batch []*entry) error {
 	return fmt.Errorf("%d of %d objects not shipped; first: %w", failed, len(names), first)
 }
 
-func (l *Layer) shipOne(ctx context.Context, name string) error {
+func (l *Layer) shipOneDeferring(ctx context.Context, name string, d *deferred) error {
 	r, err := l.primary.Get(ctx, name, 0, -1)
+	if errors.Is(err, storage.ErrNotFound) && d != nil {
+		d.mu.Lock()
+		d.names = append(d.names, name)
+		d.mu.Unlock()
+		return nil
+	}
 	if errors.Is(err, storage.ErrNotFound) {
 		if err := l.secondary.Delete(ctx, name); err != nil {
 			return fmt.Errorf("delete %s on the secondary: %w", name, err)

@@ -286,6 +286,20 @@ func (j *journal) batch(max int) []*entry {
 	return out
 }
 
+// doneAfter returns the names of the entries after seq whose primary
+// writes are done.
+func (j *journal) doneAfter(seq uint64) []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var out []string
+	for _, e := range j.pending {
+		if e.Seq > seq && e.done {
+			out = append(out, e.Name)
+		}
+	}
+	return out
+}
+
 // shippedUpTo records that every entry up to seq is in the secondary.
 func (j *journal) shippedUpTo(seq uint64) error {
 	b, _ := json.Marshal(map[string]uint64{"shipped": seq})

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/tandemdata/tandem/internal/audit"
@@ -85,11 +86,23 @@ func (d *Destination) Deliver(ctx context.Context, recs []*audit.Record, now tim
 		if err := d.ensureWhole(ctx, name); err != nil {
 			return err
 		}
-		if err := d.append(ctx, name, blobs[name].Bytes()); err != nil {
-			return fmt.Errorf("write %s: %w", name, err)
-		}
 	}
-	return nil
+	// The blobs are independent: append to them at once, so a batch waits
+	// for one append's syncs rather than one per category. A failure
+	// redelivers the batch (readers deduplicate by logId).
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.append(ctx, name, blobs[name].Bytes()); err != nil {
+				errs[i] = fmt.Errorf("write %s: %w", name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Seal writes the digest of the period that ended, if one did.
