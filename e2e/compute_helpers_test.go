@@ -42,8 +42,16 @@ func startRegion(t *testing.T, opts ...servertest.Option) *servertest.Server {
 	t.Helper()
 	needSpark(t)
 	opts = append([]servertest.Option{func(c *config.Config) { c.Compute.HeartbeatSeconds = 1 }}, opts...)
+	// Registered before the server's own cleanup, so it runs after it: a
+	// running reconciler would replace the instances this deletes.
+	var dataDir string
+	t.Cleanup(func() {
+		if dataDir != "" {
+			deleteInstances(dataDir)
+		}
+	})
 	srv := servertest.Start(t, opts...)
-	cleanupInstances(t, srv.DataDir)
+	dataDir = srv.DataDir
 	return srv
 }
 
@@ -51,13 +59,15 @@ func startRegion(t *testing.T, opts ...servertest.Option) *servertest.Server {
 // Spark processes) when the test ends: instances outlive the control plane
 // by design.
 func cleanupInstances(t *testing.T, dataDir string) {
-	t.Cleanup(func() {
-		p := &local.Provider{Dir: filepath.Join(dataDir, "instances")}
-		list, _ := p.List(context.Background())
-		for _, in := range list {
-			p.Delete(context.Background(), in.ID)
-		}
-	})
+	t.Cleanup(func() { deleteInstances(dataDir) })
+}
+
+func deleteInstances(dataDir string) {
+	p := &local.Provider{Dir: filepath.Join(dataDir, "instances")}
+	list, _ := p.List(context.Background())
+	for _, in := range list {
+		p.Delete(context.Background(), in.ID)
+	}
 }
 
 // latest is the newest runtime, picked as SDK users do.
