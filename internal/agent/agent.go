@@ -242,6 +242,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); errc <- a.pollLoop(ctx) }()
 	go func() { defer wg.Done(); errc <- a.reportLoop(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); a.tasks.standbyLoop(ctx) }()
 	err := <-errc
 	cancel()
 	wg.Wait()

@@ -86,6 +86,7 @@ type TaskLaunch struct {
 	// Host is the node's address: the task's Spark driver binds to it and
 	// advertises it, never another interface.
 	Host           string
+	standbyDir     string
 	Stdout, Stderr io.Writer
 }
 
@@ -433,6 +434,14 @@ func (d *daemon) Snapshot(ctx context.Context) (*wire.SparkSnapshot, error) {
 	return snap, nil
 }
 
+// StartStandby starts a runtime process in standby (standby.go): it
+// starts its SparkContext with dir's standby.json, then waits for a claim.
+func (s *realSpark) StartStandby(ctx context.Context, t TaskLaunch, dir string) (Process, error) {
+	t.SpecFile = ""
+	t.standbyDir = dir
+	return s.StartTask(ctx, t)
+}
+
 func (s *realSpark) StartTask(ctx context.Context, t TaskLaunch) (Process, error) {
 	confDir := filepath.Join(t.SparkDir, "conf")
 	env := append([]string{
@@ -450,6 +459,9 @@ func (s *realSpark) StartTask(ctx context.Context, t TaskLaunch) (Process, error
 	if t.Python {
 		spec.Path = s.python
 		spec.Args = []string{"-m", "tandem_runtime.task", t.SpecFile}
+		if t.standbyDir != "" {
+			spec.Args = []string{"-m", "tandem_runtime.task", "--standby", t.standbyDir}
+		}
 		spec.Env = append(spec.Env, "PYTHONPATH="+t.PythonPath)
 	} else {
 		spec.Path = filepath.Join(s.home, "bin", "spark-submit")

@@ -30,6 +30,10 @@ type taskSet struct {
 	a  *Agent
 	mu sync.Mutex
 	m  map[string]*task
+	// sb is the standby runtime process, if one waits (standby.go);
+	// kick asks the standby loop for another at once.
+	sb   *standby
+	kick chan struct{}
 }
 
 type task struct {
@@ -39,9 +43,13 @@ type task struct {
 	cancel bool
 	relay  *http.Server
 	sock   string
+	// cold: the task's process started for it, not in a standby.
+	cold bool
 }
 
-func newTaskSet(a *Agent) *taskSet { return &taskSet{a: a, m: map[string]*task{}} }
+func newTaskSet(a *Agent) *taskSet {
+	return &taskSet{a: a, m: map[string]*task{}, kick: make(chan struct{}, 1)}
+}
 
 func (ts *taskSet) ids() []string {
 	ts.mu.Lock()
@@ -178,6 +186,15 @@ func (ts *taskSet) launch(t *task) error {
 		if err := os.WriteFile(l.SpecFile, b, 0o600); err != nil {
 			return err
 		}
+		if standbyEligible(spec, master) {
+			// The task's own environment goes with the claim; the
+			// cluster's RPC secret is in the standby already and is
+			// never written to a file.
+			if p := ts.claimStandby(master, dir, l.SpecFile, envList(t.spec.Env), out, errw); p != nil {
+				ts.started(t, p)
+				return nil
+			}
+		}
 		rt, err := pyruntime.Extract(filepath.Join(ts.a.dir, "runtime"))
 		if err != nil {
 			return err
@@ -188,10 +205,23 @@ func (ts *taskSet) launch(t *task) error {
 	default:
 		return fmt.Errorf("unknown task kind %q", t.spec.Kind)
 	}
+	// An idle standby holds the cluster's cores (standalone Spark gives an
+	// application every free core): a task that starts cold would wait
+	// behind it for ever. It goes, and the next one queues behind the task.
+	ts.mu.Lock()
+	t.cold = true
+	ts.mu.Unlock()
+	ts.dropStandby()
 	p, err := ts.a.spark.StartTask(context.Background(), l)
 	if err != nil {
 		return err
 	}
+	ts.started(t, p)
+	return nil
+}
+
+// started records the task's process and waits for it.
+func (ts *taskSet) started(t *task, p Process) {
 	ts.mu.Lock()
 	t.p = p
 	canceled := t.cancel
@@ -199,8 +229,7 @@ func (ts *taskSet) launch(t *task) error {
 	if canceled {
 		p.Stop(5 * time.Second)
 	}
-	go ts.wait(t, dir)
-	return nil
+	go ts.wait(t, ts.dir(t.spec.ID))
 }
 
 func (ts *taskSet) wait(t *task, dir string) {
@@ -250,6 +279,7 @@ func (ts *taskSet) cancel(id string) {
 // stopAll stops every running task (the node is being cleaned or the
 // agent stops).
 func (ts *taskSet) stopAll() {
+	ts.dropStandby()
 	ts.mu.Lock()
 	var ps []Process
 	for _, t := range ts.m {

@@ -1,8 +1,12 @@
 """Entry point of a task on a cluster's driver:
 
     python -m tandem_runtime.task SPEC.json
+    python -m tandem_runtime.task --standby DIR
 
-(or through spark-submit in client mode). The spec names what to run and
+(or through spark-submit in client mode). In standby the process starts
+its SparkContext first (DIR/standby.json) and then waits for the agent to
+give it a task (DIR/claim.json: the task's directory, spec and
+environment), so the task starts without Spark's start-up time. The spec names what to run and
 how; the result file receives the notebook's exit value, the task values
 it set, or the error and its trace. The exit status is 0 on success."""
 
@@ -53,8 +57,14 @@ def install_wheels(spec, base="site"):
     return paths
 
 
+_STANDBY_SESSION = None  # the session a standby started before its task
+
+
 def spark_session(spec):
     from pyspark.sql import SparkSession
+
+    if _STANDBY_SESSION is not None:
+        return _STANDBY_SESSION
 
     b = SparkSession.builder.appName(spec.get("app_name") or "tandem-task")
     conf = dict(spec.get("spark_conf") or {})
@@ -223,5 +233,27 @@ def main(argv):
     return status
 
 
+def standby(d, poll=0.01):
+    """Starts the SparkContext of standby.json, then waits for claim.json
+    and runs its task as main would."""
+    global _STANDBY_SESSION, _STARTED_MS
+    with open(os.path.join(d, "standby.json")) as f:
+        conf = json.load(f)
+    _STANDBY_SESSION = spark_session(conf)
+    claim = os.path.join(d, "claim.json")
+    while not os.path.exists(claim):
+        time.sleep(poll)
+    with open(claim) as f:
+        c = json.load(f)
+    _STARTED_MS = int(time.time() * 1000)  # the task starts now
+    os.environ.update(c.get("env") or {})
+    os.chdir(c["dir"])
+    sc = _STANDBY_SESSION.sparkContext
+    sc.setLocalProperty("spark.job.description", os.path.basename(c["dir"]))
+    return main(["task", c["spec_file"]])
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--standby":
+        sys.exit(standby(sys.argv[2]))
     sys.exit(main(sys.argv))
