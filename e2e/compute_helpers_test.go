@@ -41,9 +41,12 @@ func needSpark(t *testing.T) {
 func startRegion(t *testing.T, opts ...servertest.Option) *servertest.Server {
 	t.Helper()
 	needSpark(t)
-	opts = append([]servertest.Option{func(c *config.Config) { c.Compute.HeartbeatSeconds = 1 }}, opts...)
-	// Registered before the server's own cleanup, so it runs after it: a
-	// running reconciler would replace the instances this deletes.
+	// The data directory, then the instances' cleanup, then the server:
+	// cleanups run in reverse, so the server stops first (a running
+	// reconciler would replace the instances deleted), then the instances
+	// go, then their directory.
+	dir := t.TempDir()
+	opts = append([]servertest.Option{func(c *config.Config) { c.Compute.HeartbeatSeconds = 1; c.DataDir = dir }}, opts...)
 	var dataDir string
 	t.Cleanup(func() {
 		if dataDir != "" {
