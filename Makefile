@@ -24,7 +24,7 @@ test-python: build ## The Databricks Python SDK and CLI against a real server
 	TANDEM_BIN=$(CURDIR)/bin/tandem .venv/bin/python -m pytest -q tests/python
 
 test-spark: build ## End-to-end tests with real Apache Spark (bounded group)
-	TANDEM_BIN=$(CURDIR)/bin/tandem TANDEM_VENV=$(CURDIR)/.venv $(GO) test -race -tags spark -timeout 20m ./e2e/...
+	TANDEM_BIN=$(CURDIR)/bin/tandem TANDEM_VENV=$(CURDIR)/.venv $(GO) test -race -tags spark -timeout 30m ./e2e/...
 
 run: build ## Start a local Tandem region
 	./scripts/run

@@ -42,10 +42,11 @@ var timing = regexp.MustCompile(`TIMING (\d+) (\d+) (\d+)`)
 
 func main() {
 	var (
-		bin  = flag.String("bin", "bin/tandem", "tandem binary to start")
-		venv = flag.String("venv", ".venv", "virtualenv with pyspark")
-		runs = flag.Int("runs", 20, "run-nows, one after the other")
-		gap  = flag.Duration("gap", 0, "pause between a run's end and the next run-now (the driver's standby restarts meanwhile)")
+		bin     = flag.String("bin", "bin/tandem", "tandem binary to start")
+		venv    = flag.String("venv", ".venv", "virtualenv with pyspark")
+		runs    = flag.Int("runs", 20, "run-nows, one after the other")
+		standby = flag.Bool("standby", true, "turn the driver's standby runtime on (spark.tandem.driver.standby)")
+		gap     = flag.Duration("gap", 0, "pause between a run's end and the next run-now (the driver's standby restarts meanwhile)")
 	)
 	flag.Parse()
 	ctx := context.Background()
@@ -75,6 +76,9 @@ func main() {
 	version, err := w.Clusters.SelectSparkVersion(ctx, compute.SparkVersionRequest{Latest: true})
 	must(err)
 	conf := map[string]string{"spark.executor.memory": "512m", "spark.driver.memory": "512m", "spark.ui.showConsoleProgress": "false"}
+	if *standby {
+		conf["spark.tandem.driver.standby"] = "true"
+	}
 	cl, err := w.Clusters.CreateAndWait(ctx, compute.CreateCluster{ClusterName: "bench", SparkVersion: version, NodeTypeId: "tandem.small",
 		NumWorkers: 1, SparkConf: conf, AutoterminationMinutes: 60})
 	must(err)
