@@ -15,13 +15,9 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"flag"
 	"fmt"
 	"log"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +30,8 @@ import (
 	"github.com/databricks/databricks-sdk-go"
 	"github.com/databricks/databricks-sdk-go/service/compute"
 	"github.com/databricks/databricks-sdk-go/service/jobs"
+
+	"github.com/tandemdata/tandem/bench/internal/harness"
 )
 
 // workload: rounds of a burst of short tasks, a shuffle job, and a quiet
@@ -83,32 +81,32 @@ func main() {
 	flag.Parse()
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "tandem-bench-autoscale-live-")
-	must(err)
+	harness.Must(err)
 	absVenv, _ := filepath.Abs(*venv)
 	absBin, _ := filepath.Abs(*bin)
 	token := fmt.Sprintf("dapi%032x", time.Now().UnixNano())
-	addr := freeAddr()
+	addr := harness.FreeAddr()
 	cmd := exec.Command(absBin, "server", "--data-dir", dir, "--listen", addr)
 	cmd.Env = append(os.Environ(), "TANDEM_BOOTSTRAP_TOKEN="+token, "TANDEM_VENV="+absVenv, "TANDEM_BIN="+absBin)
 	logf, _ := os.Create(filepath.Join(dir, "server.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
-	must(cmd.Start())
+	harness.Must(cmd.Start())
 	defer func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
-		killInstances(dir)
+		harness.KillInstances(dir)
 		os.RemoveAll(dir)
 	}()
 	url := "https://" + addr
 	caFile := filepath.Join(dir, "tls", "ca.pem")
-	waitHealthy(url, caFile)
-	w, err := databricks.NewWorkspaceClient(&databricks.Config{Host: url, Token: token, HTTPTransport: transport(caFile), RateLimitPerSecond: 1000})
-	must(err)
+	harness.WaitHealthy(url, caFile)
+	w, err := databricks.NewWorkspaceClient(&databricks.Config{Host: url, Token: token, HTTPTransport: harness.Transport(caFile), RateLimitPerSecond: 1000})
+	harness.Must(err)
 	version, err := w.Clusters.SelectSparkVersion(ctx, compute.SparkVersionRequest{Latest: true})
-	must(err)
+	harness.Must(err)
 	pool, err := w.InstancePools.Create(ctx, compute.CreateInstancePool{InstancePoolName: "warm", NodeTypeId: "tandem.small",
 		MinIdleInstances: 3, MaxCapacity: 6, PreloadedSparkVersions: []string{version}, IdleInstanceAutoterminationMinutes: 60})
-	must(err)
+	harness.Must(err)
 	conf := map[string]string{"spark.executor.memory": "512m", "spark.driver.memory": "512m", "spark.ui.showConsoleProgress": "false"}
 	with := func(extra map[string]string) map[string]string {
 		out := map[string]string{}
@@ -132,7 +130,7 @@ func main() {
 			SparkConf: with(map[string]string{"spark.databricks.aggressiveWindowDownS": strconv.Itoa(*window)})}},
 	}
 	script := fmt.Sprintf(workload, *rounds, *secs, *tasks, *quiet)
-	must(w.Dbfs.WriteFile(ctx, "dbfs:/bench/autoscale-live.py", []byte(script)))
+	harness.Must(w.Dbfs.WriteFile(ctx, "dbfs:/bench/autoscale-live.py", []byte(script)))
 	fmt.Printf("Tandem live autoscaling: %s, %s; %d rounds of %d×%ds tasks + a shuffle job, %d s quiet between; tandem.small (1 slot) workers from a warm pool\n",
 		version, time.Now().UTC().Format("2006-01-02"), *rounds, *tasks, *secs, *quiet)
 	var results []result
@@ -144,7 +142,7 @@ func main() {
 		spec := c.spec
 		spec.ClusterName, spec.SparkVersion, spec.InstancePoolId = c.name, version, pool.InstancePoolId
 		cl, err := w.Clusters.CreateAndWait(ctx, spec)
-		must(err)
+		harness.Must(err)
 		// The pool tops itself up: let it finish, so that every case
 		// runs on a quiet machine with warm instances to grow into.
 		waitIdle(ctx, w, pool.InstancePoolId, 1, false)
@@ -154,7 +152,7 @@ func main() {
 		log.Printf("%s: %.0f node-s, makespan %.1f s, failed tasks %d, stage retries %d, rounds %v", r.name, r.nodeSeconds, r.makespan, r.failed, r.retries, r.busy)
 		results = append(results, r)
 		_, err = w.Clusters.DeleteAndWait(ctx, compute.DeleteCluster{ClusterId: cl.ClusterId})
-		must(err)
+		harness.Must(err)
 	}
 	byName := map[string]result{}
 	for _, r := range results {
@@ -209,9 +207,9 @@ func runCase(ctx context.Context, w *databricks.WorkspaceClient, pool, clusterID
 		ExistingClusterId: clusterID, SparkPythonTask: &jobs.SparkPythonTask{PythonFile: "dbfs:/bench/autoscale-live.py"}}}})
 	close(stop)
 	<-done
-	must(err)
+	harness.Must(err)
 	out, err := w.Jobs.GetRunOutputByRunId(ctx, run.Tasks[0].RunId)
-	must(err)
+	harness.Must(err)
 	if run.State.ResultState != jobs.RunResultStateSuccess {
 		log.Fatalf("workload failed: %s %s %s", run.State.StateMessage, out.Error, out.ErrorTrace)
 	}
@@ -239,64 +237,10 @@ func runCase(ctx context.Context, w *databricks.WorkspaceClient, pool, clusterID
 func waitIdle(ctx context.Context, w *databricks.WorkspaceClient, pool string, n int, unused bool) {
 	for {
 		p, err := w.InstancePools.GetByInstancePoolId(ctx, pool)
-		must(err)
+		harness.Must(err)
 		if p.Stats != nil && p.Stats.IdleCount >= n && p.Stats.PendingIdleCount == 0 && (!unused || p.Stats.UsedCount == 0) {
 			return
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// killInstances ends every instance the server made (they outlive it by
-// design).
-func killInstances(dir string) {
-	entries, _ := os.ReadDir(filepath.Join(dir, "instances"))
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(dir, "instances", e.Name(), "agent.pid"))
-		if err != nil {
-			continue
-		}
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-			syscall.Kill(-pid, syscall.SIGKILL)
-		}
-	}
-}
-
-func must(err error) {
-	if err != nil {
-		log.Fatal(err)
-	}
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func transport(caFile string) *http.Transport {
-	pem, err := os.ReadFile(caFile)
-	must(err)
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	return &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true}
-}
-
-func waitHealthy(url, caFile string) {
-	for i := 0; i < 300; i++ {
-		if _, err := os.Stat(caFile); err == nil {
-			c := &http.Client{Transport: transport(caFile), Timeout: time.Second}
-			if resp, err := c.Get(url + "/healthz"); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					return
-				}
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	log.Fatal("server did not become healthy")
 }

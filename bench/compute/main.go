@@ -15,13 +15,9 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"flag"
 	"fmt"
 	"log"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,6 +31,8 @@ import (
 	"github.com/databricks/databricks-sdk-go"
 	"github.com/databricks/databricks-sdk-go/service/compute"
 	"github.com/databricks/databricks-sdk-go/service/jobs"
+
+	"github.com/tandemdata/tandem/bench/internal/harness"
 )
 
 func main() {
@@ -54,7 +52,7 @@ func main() {
 	absVenv, _ := filepath.Abs(*venv)
 	absBin, _ := filepath.Abs(*bin)
 	token := fmt.Sprintf("dapi%032x", time.Now().UnixNano())
-	addr := freeAddr()
+	addr := harness.FreeAddr()
 	cmd := exec.Command(absBin, "server", "--data-dir", dir, "--listen", addr)
 	cmd.Env = append(os.Environ(), "TANDEM_BOOTSTRAP_TOKEN="+token, "TANDEM_VENV="+absVenv, "TANDEM_BIN="+absBin)
 	logf, _ := os.Create(filepath.Join(dir, "server.log"))
@@ -65,19 +63,19 @@ func main() {
 	defer func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
-		killInstances(dir)
+		harness.KillInstances(dir)
 		os.RemoveAll(dir)
 	}()
 	url := "https://" + addr
 	caFile := filepath.Join(dir, "tls", "ca.pem")
-	waitHealthy(url, caFile)
-	w, err := databricks.NewWorkspaceClient(&databricks.Config{Host: url, Token: token, HTTPTransport: transport(caFile),
+	harness.WaitHealthy(url, caFile)
+	w, err := databricks.NewWorkspaceClient(&databricks.Config{Host: url, Token: token, HTTPTransport: harness.Transport(caFile),
 		RateLimitPerSecond: 1000})
 	if err != nil {
 		log.Fatal(err)
 	}
 	version, err := w.Clusters.SelectSparkVersion(ctx, compute.SparkVersionRequest{Latest: true})
-	must(err)
+	harness.Must(err)
 	conf := map[string]string{"spark.executor.memory": "512m", "spark.driver.memory": "512m", "spark.ui.showConsoleProgress": "false"}
 	fmt.Printf("Tandem compute: %s, %s\n", version, time.Now().UTC().Format("2006-01-02"))
 
@@ -92,7 +90,7 @@ func main() {
 	// Warm: a pool with idle instances that preloaded the runtime.
 	pool, err := w.InstancePools.Create(ctx, compute.CreateInstancePool{InstancePoolName: "warm", NodeTypeId: "tandem.small",
 		MinIdleInstances: 2, PreloadedSparkVersions: []string{version}, IdleInstanceAutoterminationMinutes: 60})
-	must(err)
+	harness.Must(err)
 	var warm, warmJob []time.Duration
 	for i := 0; i < *rounds; i++ {
 		waitIdle(ctx, w, pool.InstancePoolId, 2)
@@ -139,7 +137,7 @@ func main() {
 		}
 		c, err := w.Clusters.CreateAndWait(ctx, compute.CreateCluster{ClusterName: "enc-" + strconv.Itoa(i), SparkVersion: version,
 			NodeTypeId: "tandem.small", NumWorkers: 2, SparkConf: cc, EnableLocalDiskEncryption: cases[i].lde})
-		must(err)
+		harness.Must(err)
 		cases[i].id = c.ClusterId
 	}
 	for pass := 0; pass < 2; pass++ {
@@ -156,7 +154,7 @@ func main() {
 		secs := median(c.runs).Seconds()
 		fmt.Printf("%-40s %10.2f %9.0f%%\n", c.name, secs, (secs/plain-1)*100)
 		_, err := w.Clusters.DeleteAndWait(ctx, compute.DeleteCluster{ClusterId: c.id})
-		must(err)
+		harness.Must(err)
 	}
 }
 
@@ -165,11 +163,11 @@ func main() {
 func startCluster(ctx context.Context, w *databricks.WorkspaceClient, spec compute.CreateCluster, show bool) (time.Duration, time.Duration) {
 	start := time.Now()
 	c, err := w.Clusters.Create(ctx, spec)
-	must(err)
+	harness.Must(err)
 	id := c.ClusterId
 	for {
 		d, err := w.Clusters.GetByClusterId(ctx, id)
-		must(err)
+		harness.Must(err)
 		if d.State == compute.StateRunning {
 			break
 		}
@@ -188,7 +186,7 @@ func startCluster(ctx context.Context, w *databricks.WorkspaceClient, spec compu
 		log.Printf("%s: RUNNING after %s, first job done after %s", spec.ClusterName, running.Round(time.Millisecond), job.Round(time.Millisecond))
 	}
 	_, err = w.Clusters.DeleteAndWait(ctx, compute.DeleteCluster{ClusterId: id})
-	must(err)
+	harness.Must(err)
 	return running, job
 }
 
@@ -199,12 +197,12 @@ var seq int
 func runScript(ctx context.Context, w *databricks.WorkspaceClient, clusterID, script string) string {
 	seq++
 	path := fmt.Sprintf("dbfs:/bench/script-%d.py", seq)
-	must(w.Dbfs.WriteFile(ctx, path, []byte(script)))
+	harness.Must(w.Dbfs.WriteFile(ctx, path, []byte(script)))
 	run, err := w.Jobs.SubmitAndWait(ctx, jobs.SubmitRun{RunName: "bench", Tasks: []jobs.SubmitTask{{TaskKey: "t",
 		ExistingClusterId: clusterID, SparkPythonTask: &jobs.SparkPythonTask{PythonFile: path}}}})
-	must(err)
+	harness.Must(err)
 	out, err := w.Jobs.GetRunOutputByRunId(ctx, run.Tasks[0].RunId)
-	must(err)
+	harness.Must(err)
 	if run.State.ResultState != jobs.RunResultStateSuccess {
 		log.Fatalf("script failed: %s %s %s", run.State.StateMessage, out.Error, out.ErrorTrace)
 	}
@@ -243,7 +241,7 @@ for i in range(4):
 func waitIdle(ctx context.Context, w *databricks.WorkspaceClient, pool string, n int) {
 	for {
 		p, err := w.InstancePools.GetByInstancePoolId(ctx, pool)
-		must(err)
+		harness.Must(err)
 		if p.Stats != nil && p.Stats.IdleCount >= n && p.Stats.PendingIdleCount == 0 {
 			return
 		}
@@ -319,21 +317,6 @@ func rssOf(pid int) int64 {
 	return 0
 }
 
-// killInstances ends every instance the server made (they outlive it by
-// design).
-func killInstances(dir string) {
-	entries, _ := os.ReadDir(filepath.Join(dir, "instances"))
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(dir, "instances", e.Name(), "agent.pid"))
-		if err != nil {
-			continue
-		}
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-			syscall.Kill(-pid, syscall.SIGKILL)
-		}
-	}
-}
-
 func median(ds []time.Duration) time.Duration {
 	c := append([]time.Duration(nil), ds...)
 	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
@@ -354,43 +337,4 @@ func maxOf(ds []time.Duration) time.Duration {
 		m = max(m, d)
 	}
 	return m
-}
-
-func must(err error) {
-	if err != nil {
-		log.Fatal(err)
-	}
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func transport(caFile string) *http.Transport {
-	pem, err := os.ReadFile(caFile)
-	must(err)
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	return &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true}
-}
-
-func waitHealthy(url, caFile string) {
-	for i := 0; i < 300; i++ {
-		if _, err := os.Stat(caFile); err == nil {
-			c := &http.Client{Transport: transport(caFile), Timeout: time.Second}
-			if resp, err := c.Get(url + "/healthz"); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					return
-				}
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	log.Fatal("server did not become healthy")
 }

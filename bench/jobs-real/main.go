@@ -10,26 +10,23 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"flag"
 	"fmt"
 	"log"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/databricks/databricks-sdk-go"
 	"github.com/databricks/databricks-sdk-go/service/compute"
 	"github.com/databricks/databricks-sdk-go/service/jobs"
+
+	"github.com/tandemdata/tandem/bench/internal/harness"
 )
 
 // script prints: code start, the runtime process's start (the runtime
@@ -51,41 +48,41 @@ func main() {
 	flag.Parse()
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "tandem-bench-jobs-real-")
-	must(err)
+	harness.Must(err)
 	absVenv, _ := filepath.Abs(*venv)
 	absBin, _ := filepath.Abs(*bin)
 	token := fmt.Sprintf("dapi%032x", time.Now().UnixNano())
-	addr := freeAddr()
+	addr := harness.FreeAddr()
 	cmd := exec.Command(absBin, "server", "--data-dir", dir, "--listen", addr)
 	cmd.Env = append(os.Environ(), "TANDEM_BOOTSTRAP_TOKEN="+token, "TANDEM_VENV="+absVenv, "TANDEM_BIN="+absBin)
 	logf, _ := os.Create(filepath.Join(dir, "server.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
-	must(cmd.Start())
+	harness.Must(cmd.Start())
 	defer func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
-		killInstances(dir)
+		harness.KillInstances(dir)
 		os.RemoveAll(dir)
 	}()
 	url := "https://" + addr
 	caFile := filepath.Join(dir, "tls", "ca.pem")
-	waitHealthy(url, caFile)
-	w, err := databricks.NewWorkspaceClient(&databricks.Config{Host: url, Token: token, HTTPTransport: transport(caFile),
+	harness.WaitHealthy(url, caFile)
+	w, err := databricks.NewWorkspaceClient(&databricks.Config{Host: url, Token: token, HTTPTransport: harness.Transport(caFile),
 		RateLimitPerSecond: 1000})
-	must(err)
+	harness.Must(err)
 	version, err := w.Clusters.SelectSparkVersion(ctx, compute.SparkVersionRequest{Latest: true})
-	must(err)
+	harness.Must(err)
 	conf := map[string]string{"spark.executor.memory": "512m", "spark.driver.memory": "512m", "spark.ui.showConsoleProgress": "false"}
 	if *standby {
 		conf["spark.tandem.driver.standby"] = "true"
 	}
 	cl, err := w.Clusters.CreateAndWait(ctx, compute.CreateCluster{ClusterName: "bench", SparkVersion: version, NodeTypeId: "tandem.small",
 		NumWorkers: 1, SparkConf: conf, AutoterminationMinutes: 60})
-	must(err)
-	must(w.Dbfs.WriteFile(ctx, "dbfs:/bench/start.py", []byte(script)))
+	harness.Must(err)
+	harness.Must(w.Dbfs.WriteFile(ctx, "dbfs:/bench/start.py", []byte(script)))
 	job, err := w.Jobs.Create(ctx, jobs.CreateJob{Name: "start", Tasks: []jobs.Task{{TaskKey: "start", ExistingClusterId: cl.ClusterId,
 		SparkPythonTask: &jobs.SparkPythonTask{PythonFile: "dbfs:/bench/start.py"}}}})
-	must(err)
+	harness.Must(err)
 	fmt.Printf("Tandem jobs on real Spark: %s, cluster of 1 driver + 1 worker (tandem.small), %s\n", version, time.Now().UTC().Format("2006-01-02"))
 
 	var total, toProcess, toContext, toCode []time.Duration
@@ -96,12 +93,12 @@ func main() {
 		}
 		before := time.Now()
 		run, err := w.Jobs.RunNowAndWait(ctx, jobs.RunNow{JobId: job.JobId})
-		must(err)
+		harness.Must(err)
 		if run.State.ResultState != jobs.RunResultStateSuccess {
 			log.Fatalf("run %d: %s %s", run.RunId, run.State.ResultState, run.State.StateMessage)
 		}
 		out, err := w.Jobs.GetRunOutputByRunId(ctx, run.Tasks[0].RunId)
-		must(err)
+		harness.Must(err)
 		m := timing.FindStringSubmatch(out.Logs)
 		if m == nil {
 			log.Fatalf("run %d printed no timing: %s", run.RunId, out.Logs)
@@ -132,7 +129,7 @@ func main() {
 	row("  -> SparkContext starts (Python, JVM; 0 if up before)", toContext)
 	row("  -> code (master, executors, the task's imports)", toCode)
 	_, err = w.Clusters.DeleteAndWait(ctx, compute.DeleteCluster{ClusterId: cl.ClusterId})
-	must(err)
+	harness.Must(err)
 }
 
 func ms(s string) time.Time {
@@ -146,54 +143,4 @@ func pct(ds []time.Duration, p int) time.Duration {
 	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
 	i := (p*len(c)+99)/100 - 1
 	return c[max(0, min(i, len(c)-1))]
-}
-
-func killInstances(dir string) {
-	entries, _ := os.ReadDir(filepath.Join(dir, "instances"))
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(dir, "instances", e.Name(), "agent.pid"))
-		if err != nil {
-			continue
-		}
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-			syscall.Kill(-pid, syscall.SIGKILL)
-		}
-	}
-}
-
-func must(err error) {
-	if err != nil {
-		log.Fatal(err)
-	}
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func transport(caFile string) *http.Transport {
-	pem, err := os.ReadFile(caFile)
-	must(err)
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	return &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true}
-}
-
-func waitHealthy(url, caFile string) {
-	for i := 0; i < 300; i++ {
-		if _, err := os.Stat(caFile); err == nil {
-			c := &http.Client{Transport: transport(caFile), Timeout: time.Second}
-			if resp, err := c.Get(url + "/healthz"); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					return
-				}
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	log.Fatal("server did not become healthy")
 }
