@@ -92,7 +92,7 @@ print("rounds", n)
 	})
 	waitFor(t, "the application's executor and its tasks in Prometheus", 3*time.Minute, func() (bool, string) {
 		ex, err := prom.query(fmt.Sprintf(`max_over_time(tandem_spark_executors{cluster_id=%q}[10m])`, id))
-		// One series per application: a standby runtime is one too.
+		// One series per application: the shared driver is one too.
 		if err != nil || len(ex) < 1 || ex[0].value < 1 {
 			return false, fmt.Sprint("executors ", ex, err)
 		}

@@ -42,8 +42,8 @@ func main() {
 		bin     = flag.String("bin", "bin/tandem", "tandem binary to start")
 		venv    = flag.String("venv", ".venv", "virtualenv with pyspark")
 		runs    = flag.Int("runs", 20, "run-nows, one after the other")
-		standby = flag.Bool("standby", true, "turn the driver's standby runtime on (spark.tandem.driver.standby)")
-		gap     = flag.Duration("gap", 0, "pause between a run's end and the next run-now (the driver's standby restarts meanwhile)")
+		shared  = flag.Bool("shared", true, "tasks attach to the cluster's shared driver (spark.tandem.driver.shared); false: each is its own Spark application")
+		gap     = flag.Duration("gap", 0, "pause between a run's end and the next run-now")
 	)
 	flag.Parse()
 	ctx := context.Background()
@@ -73,8 +73,8 @@ func main() {
 	version, err := w.Clusters.SelectSparkVersion(ctx, compute.SparkVersionRequest{Latest: true})
 	harness.Must(err)
 	conf := map[string]string{"spark.executor.memory": "512m", "spark.driver.memory": "512m", "spark.ui.showConsoleProgress": "false"}
-	if *standby {
-		conf["spark.tandem.driver.standby"] = "true"
+	if !*shared {
+		conf["spark.tandem.driver.shared"] = "false"
 	}
 	cl, err := w.Clusters.CreateAndWait(ctx, compute.CreateCluster{ClusterName: "bench", SparkVersion: version, NodeTypeId: "tandem.small",
 		NumWorkers: 1, SparkConf: conf, AutoterminationMinutes: 60})
@@ -104,9 +104,8 @@ func main() {
 			log.Fatalf("run %d printed no timing: %s", run.RunId, out.Logs)
 		}
 		code, proc, sc := ms(m[1]), ms(m[2]), ms(m[3])
-		// A task that a standby runtime took (its SparkContext started
-		// before the run-now) has its process's start set to when it took
-		// the task.
+		// A task attached to the shared driver runs on a SparkContext
+		// that started before the run-now.
 		if sc.Before(before) {
 			warm++
 		}
@@ -119,7 +118,7 @@ func main() {
 		toContext = append(toContext, up.Sub(proc))
 		toCode = append(toCode, code.Sub(up))
 	}
-	fmt.Printf("\n%d of %d tasks taken by a standby runtime whose SparkContext was up before the run-now\n", warm, *runs)
+	fmt.Printf("\n%d of %d tasks attached to the shared driver, whose SparkContext was up before the run-now\n", warm, *runs)
 	fmt.Printf("\n%-52s %8s %8s %8s\n", fmt.Sprintf("%d run-nows, %s apart", *runs, *gap), "p50", "p95", "max")
 	row := func(name string, ds []time.Duration) {
 		fmt.Printf("%-52s %8.2f %8.2f %8.2f  s\n", name, pct(ds, 50).Seconds(), pct(ds, 95).Seconds(), pct(ds, 100).Seconds())

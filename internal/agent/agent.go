@@ -243,7 +243,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); errc <- a.pollLoop(ctx) }()
 	go func() { defer wg.Done(); errc <- a.reportLoop(ctx) }()
 	wg.Add(1)
-	go func() { defer wg.Done(); a.tasks.standbyLoop(ctx) }()
+	go func() { defer wg.Done(); a.tasks.driverLoop(ctx) }()
 	err := <-errc
 	cancel()
 	wg.Wait()

@@ -86,7 +86,7 @@ type TaskLaunch struct {
 	// Host is the node's address: the task's Spark driver binds to it and
 	// advertises it, never another interface.
 	Host           string
-	standbyDir     string
+	driverDir      string
 	Stdout, Stderr io.Writer
 }
 
@@ -434,11 +434,12 @@ func (d *daemon) Snapshot(ctx context.Context) (*wire.SparkSnapshot, error) {
 	return snap, nil
 }
 
-// StartStandby starts a runtime process in standby (standby.go): it
-// starts its SparkContext with dir's standby.json, then waits for a claim.
-func (s *realSpark) StartStandby(ctx context.Context, t TaskLaunch, dir string) (Process, error) {
+// StartDriver starts the shared driver (shareddriver.go): a runtime
+// process that starts its SparkContext with dir's standby.json and serves
+// the tasks that attach to its JVM.
+func (s *realSpark) StartDriver(ctx context.Context, t TaskLaunch, dir string) (Process, error) {
 	t.SpecFile = ""
-	t.standbyDir = dir
+	t.driverDir = dir
 	return s.StartTask(ctx, t)
 }
 
@@ -459,8 +460,8 @@ func (s *realSpark) StartTask(ctx context.Context, t TaskLaunch) (Process, error
 	if t.Python {
 		spec.Path = s.python
 		spec.Args = []string{"-m", "tandem_runtime.task", t.SpecFile}
-		if t.standbyDir != "" {
-			spec.Args = []string{"-m", "tandem_runtime.task", "--standby", t.standbyDir}
+		if t.driverDir != "" {
+			spec.Args = []string{"-m", "tandem_runtime.task", "--serve", t.driverDir}
 		}
 		spec.Env = append(spec.Env, "PYTHONPATH="+t.PythonPath)
 	} else {

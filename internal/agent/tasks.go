@@ -30,9 +30,9 @@ type taskSet struct {
 	a  *Agent
 	mu sync.Mutex
 	m  map[string]*task
-	// sb is the standby runtime process, if one waits (standby.go);
-	// kick asks the standby loop for another at once.
-	sb   *standby
+	// drv is the shared driver, if one runs (shareddriver.go); kick asks
+	// its loop to look again at once.
+	drv  *sharedDriver
 	kick chan struct{}
 }
 
@@ -43,8 +43,10 @@ type task struct {
 	cancel bool
 	relay  *http.Server
 	sock   string
-	// cold: the task's process started for it, not in a standby.
+	// cold: the task runs as its own Spark application; drv: the shared
+	// driver it is attached to instead, while it runs.
 	cold bool
+	drv  *sharedDriver
 }
 
 func newTaskSet(a *Agent) *taskSet {
@@ -186,32 +188,64 @@ func (ts *taskSet) launch(t *task) error {
 		if err := os.WriteFile(l.SpecFile, b, 0o600); err != nil {
 			return err
 		}
-		if standbyEligible(spec, master) {
-			// The task's own environment goes with the claim; the
-			// cluster's RPC secret is in the standby already and is
-			// never written to a file.
-			if p := ts.claimStandby(master, dir, l.SpecFile, envList(t.spec.Env), out, errw); p != nil {
-				ts.started(t, p)
-				return nil
-			}
-		}
 		rt, err := pyruntime.Extract(filepath.Join(ts.a.dir, "runtime"))
 		if err != nil {
 			return err
 		}
 		l.Python, l.PythonPath = true, rt
+		if !attachable(spec, master) {
+			break
+		}
+		if d := ts.startingDriver(master); d != nil {
+			// The shared driver started before this task and is nearer
+			// to ready than a cold start would be.
+			go func() {
+				ts.waitReady(d, driverStartWait)
+				if err := ts.launchAttached(t, l, master); err != nil {
+					ts.a.log.Warn("task did not start", "task", t.spec.ID, "err", err)
+					ts.finish(t, -1, err.Error())
+				}
+			}()
+			return nil
+		}
+		return ts.launchAttached(t, l, master)
 	case wire.TaskSparkSubmit:
 		l.Args = append([]string{"--master", master, "--deploy-mode", "client"}, t.spec.Args...)
 	default:
 		return fmt.Errorf("unknown task kind %q", t.spec.Kind)
 	}
-	// An idle standby holds the cluster's cores (standalone Spark gives an
-	// application every free core): a task that starts cold would wait
-	// behind it for ever. It goes, and the next one queues behind the task.
+	return ts.launchCold(t, l)
+}
+
+// launchAttached starts an attachable runtime task attached to the shared
+// driver, or cold when there is no driver ready for it.
+func (ts *taskSet) launchAttached(t *task, l TaskLaunch, master string) error {
+	_, env := ts.attach(t, master)
+	if env == nil {
+		return ts.launchCold(t, l)
+	}
+	// The task's own environment and the gateway; the cluster's RPC
+	// secret is in the driver's JVM already.
+	l.Env = append(envList(t.spec.Env), env...)
+	p, err := ts.a.spark.StartTask(context.Background(), l)
+	if err != nil {
+		ts.detach(t)
+		return err
+	}
+	ts.started(t, p)
+	return nil
+}
+
+// launchCold starts a task as its own Spark application.
+func (ts *taskSet) launchCold(t *task, l TaskLaunch) error {
+	// The shared driver holds the cluster's cores (standalone Spark gives
+	// an application every free core): a task that starts cold would wait
+	// behind it for ever. It stops now if idle, or once its attached tasks
+	// end, and starts again after the cold tasks.
 	ts.mu.Lock()
 	t.cold = true
 	ts.mu.Unlock()
-	ts.dropStandby()
+	ts.stopDriver(false)
 	p, err := ts.a.spark.StartTask(context.Background(), l)
 	if err != nil {
 		return err
@@ -247,6 +281,7 @@ func (ts *taskSet) wait(t *task, dir string) {
 		t.p.Stop(10 * time.Second)
 	}
 	code := t.p.ExitCode()
+	ts.detach(t)
 	if b, err := os.ReadFile(filepath.Join(dir, "result.json")); err == nil && json.Valid(b) {
 		ts.mu.Lock()
 		t.st.Result = b
@@ -279,7 +314,7 @@ func (ts *taskSet) cancel(id string) {
 // stopAll stops every running task (the node is being cleaned or the
 // agent stops).
 func (ts *taskSet) stopAll() {
-	ts.dropStandby()
+	ts.stopDriver(true)
 	ts.mu.Lock()
 	var ps []Process
 	for _, t := range ts.m {

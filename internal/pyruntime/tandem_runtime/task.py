@@ -1,14 +1,21 @@
 """Entry point of a task on a cluster's driver:
 
     python -m tandem_runtime.task SPEC.json
-    python -m tandem_runtime.task --standby DIR
+    python -m tandem_runtime.task --serve DIR
 
-(or through spark-submit in client mode). In standby the process starts
-its SparkContext first (DIR/standby.json) and then waits for the agent to
-give it a task (DIR/claim.json: the task's directory, spec and
-environment), so the task starts without Spark's start-up time. The spec names what to run and
+(or through spark-submit in client mode). The spec names what to run and
 how; the result file receives the notebook's exit value, the task values
-it set, or the error and its trace. The exit status is 0 on success."""
+it set, or the error and its trace. The exit status is 0 on success.
+
+With --serve the process is the shared driver of an all-purpose cluster:
+it starts the driver's JVM and SparkContext (DIR/standby.json), hands the
+JVM's gateway to the agent (DIR/gateway.json, read and removed by the
+agent) and then serves task processes, which attach to that JVM instead of
+starting their own (the agent gives them the gateway in their environment),
+as notebooks attach to a Databricks cluster's driver. Each task still has a
+Python process of its own, and a SparkSession of its own on the shared
+SparkContext; its jobs carry the tag tandem-task-<id>, which the agent
+cancels (DIR/cancel/<tag>) when the task's process ends."""
 
 import time
 
@@ -39,8 +46,10 @@ def install_wheels(spec, base="site"):
     would lay it out, so packages with compiled modules work too and their
     entry points are found. Returns zip copies of the wheels, for the
     executors."""
+    import hashlib
     import zipfile
 
+    shared = os.environ.get("TANDEM_DRIVER_SHARED")
     paths = []
     for i, whl in enumerate(spec.get("wheels") or []):
         dest = os.path.abspath(os.path.join(base, str(i)))
@@ -50,21 +59,59 @@ def install_wheels(spec, base="site"):
         # PySpark ships .zip, .egg and .jar files to the executors' path,
         # not .whl: a wheel is a zip, so it goes under that name.
         as_zip = os.path.abspath(os.path.join(base, f"{i}-{os.path.basename(whl)[:-4]}.zip"))
-        shutil.copyfile(whl, as_zip)
+        if shared:
+            # On the shared driver the SparkContext outlives the task, and
+            # it refuses a second file of one name from another path: the
+            # executors' copy is named by its content, in the driver's own
+            # directory, so every task with this wheel adds the same file.
+            with open(whl, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()[:16]
+            os.makedirs(os.path.join(shared, "pyfiles"), exist_ok=True)
+            as_zip = os.path.join(shared, "pyfiles", f"{digest}-{os.path.basename(whl)[:-4]}.zip")
+            if not os.path.exists(as_zip):
+                shutil.copyfile(whl, as_zip + ".tmp")
+                os.replace(as_zip + ".tmp", as_zip)
+        else:
+            shutil.copyfile(whl, as_zip)
         paths.append(as_zip)
     if paths:
         importlib.invalidate_caches()
     return paths
 
 
-_STANDBY_SESSION = None  # the session a standby started before its task
+def _attach(spec):
+    """Returns a SparkSession of its own on the shared driver's SparkContext,
+    through the JVM gateway the agent named in the environment."""
+    from pyspark import SparkContext
+    from pyspark.java_gateway import launch_gateway
+    from pyspark.sql import SparkSession
+
+    gateway = launch_gateway()  # connects: PYSPARK_GATEWAY_PORT is set
+    # The gateway's secret is the task's way into the driver; it goes no
+    # further than this process (not to subprocesses, not to the task's
+    # view of its environment).
+    os.environ.pop("PYSPARK_GATEWAY_SECRET", None)
+    os.environ.pop("PYSPARK_GATEWAY_PORT", None)
+    jvm = gateway.jvm
+    jsc = jvm.org.apache.spark.api.java.JavaSparkContext.fromSparkContext(jvm.org.apache.spark.SparkContext.getOrCreate())
+    sc = SparkContext(gateway=gateway, jsc=jsc)
+    # Stopping the shared SparkContext would end every task on the driver:
+    # a task's stop() only detaches it, as on a Databricks cluster.
+    sc.stop = lambda: None
+    spark = SparkSession(sc).newSession()  # temporary views and SQL conf of its own
+    spark.stop = lambda: None
+    tag = os.environ.get("TANDEM_JOB_TAG")
+    if tag:
+        sc.addJobTag(tag)
+    sc.setLocalProperty("spark.job.description", os.environ.get("TANDEM_TASK_ID", os.path.basename(os.getcwd())))
+    return spark
 
 
 def spark_session(spec):
     from pyspark.sql import SparkSession
 
-    if _STANDBY_SESSION is not None:
-        return _STANDBY_SESSION
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):
+        return _attach(spec)
 
     b = SparkSession.builder.appName(spec.get("app_name") or "tandem-task")
     conf = dict(spec.get("spark_conf") or {})
@@ -233,27 +280,34 @@ def main(argv):
     return status
 
 
-def standby(d, poll=0.01):
-    """Starts the SparkContext of standby.json, then waits for claim.json
-    and runs its task as main would."""
-    global _STANDBY_SESSION, _STARTED_MS
+def serve(d, poll=0.1):
+    """The shared driver: starts the SparkContext of standby.json, hands its
+    gateway to the agent, then cancels the jobs of tasks that ended until
+    it is stopped."""
     with open(os.path.join(d, "standby.json")) as f:
         conf = json.load(f)
-    _STANDBY_SESSION = spark_session(conf)
-    claim = os.path.join(d, "claim.json")
-    while not os.path.exists(claim):
+    spark = spark_session(conf)
+    sc = spark.sparkContext
+    params = sc._gateway.gateway_parameters
+    gw = os.path.join(d, "gateway.json")
+    fd = os.open(gw + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"port": params.port, "secret": params.auth_token}, f)
+    os.replace(gw + ".tmp", gw)
+    print("tandem: the shared driver is ready", flush=True)
+    cancel = os.path.join(d, "cancel")
+    os.makedirs(cancel, exist_ok=True)
+    while True:
+        for tag in sorted(os.listdir(cancel)):
+            try:
+                sc.cancelJobsWithTag(tag)
+            except Exception as e:  # noqa: BLE001 - the driver serves on
+                print(f"tandem: cancelling the jobs of {tag}: {e}", file=sys.stderr, flush=True)
+            os.remove(os.path.join(cancel, tag))
         time.sleep(poll)
-    with open(claim) as f:
-        c = json.load(f)
-    _STARTED_MS = int(time.time() * 1000)  # the task starts now
-    os.environ.update(c.get("env") or {})
-    os.chdir(c["dir"])
-    sc = _STANDBY_SESSION.sparkContext
-    sc.setLocalProperty("spark.job.description", os.path.basename(c["dir"]))
-    return main(["task", c["spec_file"]])
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--standby":
-        sys.exit(standby(sys.argv[2]))
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
+        sys.exit(serve(sys.argv[2]))
     sys.exit(main(sys.argv))
