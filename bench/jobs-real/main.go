@@ -39,11 +39,11 @@ var timing = regexp.MustCompile(`TIMING (\d+) (\d+) (\d+)`)
 
 func main() {
 	var (
-		bin     = flag.String("bin", "bin/tandem", "tandem binary to start")
-		venv    = flag.String("venv", ".venv", "virtualenv with pyspark")
-		runs    = flag.Int("runs", 20, "run-nows, one after the other")
-		shared  = flag.Bool("shared", true, "tasks attach to the cluster's shared driver (spark.tandem.driver.shared); false: each is its own Spark application")
-		gap     = flag.Duration("gap", 0, "pause between a run's end and the next run-now")
+		bin    = flag.String("bin", "bin/tandem", "tandem binary to start")
+		venv   = flag.String("venv", ".venv", "virtualenv with pyspark")
+		runs   = flag.Int("runs", 20, "run-nows, one after the other")
+		shared = flag.Bool("shared", true, "tasks attach to the cluster's shared driver (spark.tandem.driver.shared); false: each is its own Spark application")
+		gap    = flag.Duration("gap", 0, "pause between a run's end and the next run-now")
 	)
 	flag.Parse()
 	ctx := context.Background()
@@ -119,8 +119,16 @@ func main() {
 		toCode = append(toCode, code.Sub(up))
 	}
 	fmt.Printf("\n%d of %d tasks attached to the shared driver, whose SparkContext was up before the run-now\n", warm, *runs)
-	fmt.Printf("\n%-52s %8s %8s %8s\n", fmt.Sprintf("%d run-nows, %s apart", *runs, *gap), "p50", "p95", "max")
+	// The cluster is RUNNING once its Spark daemons are: the first run-now
+	// may find the shared driver still starting, and is shown apart.
+	fmt.Printf("\nrun 1, just after the cluster reached RUNNING: run-now -> task code starts %.2f s\n", total[0].Seconds())
+	from := 0
+	if len(total) > 1 {
+		from = 1
+	}
+	fmt.Printf("\n%-52s %8s %8s %8s\n", fmt.Sprintf("runs %d to %d, %s apart", from+1, *runs, *gap), "p50", "p95", "max")
 	row := func(name string, ds []time.Duration) {
+		ds = ds[from:]
 		fmt.Printf("%-52s %8.2f %8.2f %8.2f  s\n", name, pct(ds, 50).Seconds(), pct(ds, 95).Seconds(), pct(ds, 100).Seconds())
 	}
 	row("run-now -> task code starts", total)
