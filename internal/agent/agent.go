@@ -397,6 +397,7 @@ func (a *Agent) reportLoop(ctx context.Context) error {
 			a.logs.ack(resp.Logs)
 			a.tasks.forget(resp.Tasks)
 			a.disk.ack(resp.DiskEvents)
+			a.disk.growAnswer(resp.ScratchGranted, resp.ScratchRefused)
 		}
 		a.mu.Lock()
 		every := a.heartbeat

@@ -69,6 +69,9 @@ func newElasticDisk(a *Agent, b volumeBackend) *elasticDisk {
 	if b == nil {
 		b = defaultVolumeBackend()
 	}
+	if g, ok := b.(*growableBackend); ok {
+		g.notify = a.notify // the request goes with the next report, now
+	}
 	return &elasticDisk{a: a, backend: b, root: filepath.Join(a.dir, "disk"), seq: time.Now().UnixNano()}
 }
 
@@ -237,7 +240,18 @@ func (d *elasticDisk) status() *wire.DiskStatus {
 	if d.cluster == "" {
 		return nil
 	}
-	return &wire.DiskStatus{Volumes: d.st.Volumes, SizeBytes: d.st.Size, FreeBytes: d.st.Free, Path: d.mountPoint()}
+	st := &wire.DiskStatus{Volumes: d.st.Volumes, SizeBytes: d.st.Size, FreeBytes: d.st.Free, Path: d.mountPoint()}
+	if g, ok := d.backend.(*growableBackend); ok {
+		st.WantBytes = g.wanted()
+	}
+	return st
+}
+
+// growAnswer passes the control plane's answer to a growth request on.
+func (d *elasticDisk) growAnswer(granted int64, refusal string) {
+	if g, ok := d.backend.(*growableBackend); ok && (granted > 0 || refusal != "") {
+		g.answered(granted, refusal)
+	}
 }
 
 // pending are the events the control plane has not acknowledged.
@@ -377,10 +391,119 @@ func (provisionedBackend) Release(ctx context.Context, dir string) error {
 	return errors.Join(errs...)
 }
 
+// EnvScratchGrowable, set to 1 beside EnvScratchProvisioned, says the
+// instance's provider grows the provisioned volume on request (a
+// Kubernetes claim of an expandable StorageClass): the agent asks through
+// its report and watches the filesystem grow.
+const EnvScratchGrowable = "TANDEM_SCRATCH_GROWABLE"
+
+// growWait bounds how long a requested growth may take, from the request
+// to the filesystem's new size (the claim's resize, then the kubelet's
+// online filesystem expansion).
+const growWait = 3 * time.Minute
+
+// growableBackend is a provisioned volume that the instance's provider
+// grows: Grow records the size wanted, which the agent's report carries
+// to the control plane (wire.DiskStatus.WantBytes), and waits for the
+// filesystem to reach it, or for the control plane to say why it cannot.
+type growableBackend struct {
+	provisionedBackend
+	wait time.Duration // growWait, unless a test says otherwise
+	poll time.Duration
+
+	notify func()
+	// stat replaces the filesystem's statfs (tests).
+	stat func(dir string) (int64, int64, error)
+
+	mu     sync.Mutex
+	want   int64
+	err    string // the control plane's refusal of want, if any
+	answer chan struct{}
+}
+
+func newGrowableBackend() *growableBackend {
+	return &growableBackend{wait: growWait, poll: time.Second, answer: make(chan struct{}, 1)}
+}
+
+func (b *growableBackend) Grow(ctx context.Context, dir string, size int64) error {
+	cur, _, err := b.Stat(dir)
+	if err != nil {
+		return err
+	}
+	target := cur + size
+	b.mu.Lock()
+	b.want, b.err = target, ""
+	b.mu.Unlock()
+	defer func() { // answered or given up: the reports stop asking
+		b.mu.Lock()
+		b.want, b.err = 0, ""
+		b.mu.Unlock()
+	}()
+	if b.notify != nil {
+		b.notify()
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.wait)
+	defer cancel()
+	t := time.NewTicker(b.poll)
+	defer t.Stop()
+	for {
+		if now, _, err := b.Stat(dir); err == nil && now >= target {
+			return nil
+		}
+		b.mu.Lock()
+		refused := b.err
+		b.mu.Unlock()
+		if refused != "" {
+			return errors.New(refused)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the volume did not grow to %s within %s", bytesText(target), b.wait)
+		case <-t.C:
+		case <-b.answer:
+		}
+	}
+}
+
+func (b *growableBackend) Stat(dir string) (int64, int64, error) {
+	if b.stat != nil {
+		return b.stat(dir)
+	}
+	return b.provisionedBackend.Stat(dir)
+}
+
+// wanted is the size asked for, 0 when none is pending.
+func (b *growableBackend) wanted() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != "" {
+		return 0
+	}
+	return b.want
+}
+
+// answered takes the control plane's answer to the size asked for: the
+// size it granted, or why it could not.
+func (b *growableBackend) answered(granted int64, refusal string) {
+	b.mu.Lock()
+	if refusal != "" && granted < b.want {
+		b.err = refusal
+	}
+	b.mu.Unlock()
+	select {
+	case b.answer <- struct{}{}:
+	default:
+	}
+}
+
 // defaultVolumeBackend is the provisioned scratch volume when the
-// instance says it has one, else size-limited tmpfs volumes.
+// instance says it has one (growable when its provider grows it), else
+// size-limited tmpfs volumes.
 func defaultVolumeBackend() volumeBackend {
 	if os.Getenv(EnvScratchProvisioned) == "1" {
+		if os.Getenv(EnvScratchGrowable) == "1" {
+			return newGrowableBackend()
+		}
 		return provisionedBackend{}
 	}
 	return tmpfsBackend{}

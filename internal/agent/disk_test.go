@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -213,5 +214,61 @@ func TestTmpfsBackendIsBoundedAndGrowsOnline(t *testing.T) {
 	// The open file goes on where it stopped.
 	if _, err := f.Write(chunk); err != nil {
 		t.Fatalf("write after growing: %v", err)
+	}
+}
+
+// TestGrowableBackendAsksAndWaitsForTheFilesystem: on a volume its
+// provider grows (a Kubernetes claim), Grow asks for the new size through
+// the report and returns once the filesystem has it, or with the control
+// plane's refusal, or after its wait.
+func TestGrowableBackendAsksAndWaitsForTheFilesystem(t *testing.T) {
+	const mib = int64(1 << 20)
+	cases := []struct {
+		name     string
+		answer   func(b *growableBackend, size *atomic.Int64) // what the control plane and the volume do
+		wantErr  string
+		wantSize int64
+	}{
+		{"the claim grows and the filesystem follows", func(b *growableBackend, size *atomic.Int64) {
+			b.answered(b.wanted(), "")
+			size.Store(b.wanted())
+		}, "", 96 * mib},
+		{"the filesystem grows a little more than asked (rounding)", func(b *growableBackend, size *atomic.Int64) {
+			size.Store(b.wanted() + mib)
+		}, "", 97 * mib},
+		{"the control plane refuses", func(b *growableBackend, size *atomic.Int64) {
+			b.answered(0, "storageclass fast does not allow volume expansion")
+		}, "storageclass fast does not allow volume expansion", 64 * mib},
+		{"granted, but the filesystem never grows", func(b *growableBackend, size *atomic.Int64) {
+			b.answered(b.wanted(), "")
+		}, "did not grow to 96 MiB", 64 * mib},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var size atomic.Int64
+			size.Store(64 * mib)
+			notified := make(chan struct{}, 1)
+			b := newGrowableBackend()
+			b.wait, b.poll = 500*time.Millisecond, 10*time.Millisecond
+			b.notify = func() { notified <- struct{}{} }
+			b.stat = func(string) (int64, int64, error) { return size.Load(), 0, nil }
+			go func() {
+				<-notified // the request is out: the report carries it
+				if got := b.wanted(); got != 96*mib {
+					t.Errorf("wanted %d, want %d", got, 96*mib)
+				}
+				c.answer(b, &size)
+			}()
+			err := b.Grow(context.Background(), "/scratch", 32*mib)
+			if c.wantErr == "" && err != nil || c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)) {
+				t.Fatalf("Grow = %v, want %q", err, c.wantErr)
+			}
+			if size.Load() != c.wantSize {
+				t.Fatalf("size %d, want %d", size.Load(), c.wantSize)
+			}
+			if b.wanted() != 0 {
+				t.Fatal("the reports still ask after Grow returned")
+			}
+		})
 	}
 }

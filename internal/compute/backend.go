@@ -320,6 +320,9 @@ func (s *Service) Report(ctx context.Context, instanceID string, r wire.Report) 
 	if resp.DiskEvents, err = s.recordDiskEvents(ctx, in, r.Status.DiskEvents); err != nil {
 		return resp, err
 	}
+	if d := r.Status.Disk; d != nil && d.WantBytes > 0 {
+		resp.ScratchGranted, resp.ScratchRefused = s.growScratch(ctx, instanceID, d.WantBytes)
+	}
 	done, err := s.recordTasks(ctx, instanceID, r.Tasks)
 	if err != nil {
 		return resp, err

@@ -3,8 +3,11 @@ package compute
 import (
 	"context"
 	"errors"
+	"sync"
+	"time"
 
 	"github.com/tandemdata/tandem/internal/agent/wire"
+	"github.com/tandemdata/tandem/internal/compute/provider"
 	"github.com/tandemdata/tandem/internal/store"
 )
 
@@ -117,4 +120,50 @@ func (s *Service) recordDiskEvents(ctx context.Context, in Instance, evs []wire.
 		return 0, err
 	}
 	return acked, nil
+}
+
+// scratchGrants remembers, per instance, the scratch size its provider
+// has granted, so an agent's request repeated in every report until its
+// filesystem grows costs the provider one call.
+type scratchGrants struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+// growTimeout bounds one call to the provider from a report.
+const growTimeout = 10 * time.Second
+
+// growScratch answers an agent's request for a bigger scratch volume
+// (wire.DiskStatus.WantBytes): the size granted, or why not.
+func (s *Service) growScratch(ctx context.Context, instanceID string, want int64) (int64, string) {
+	g, ok := s.Provider.(provider.ScratchGrower)
+	if !ok {
+		return 0, "this region's instance provider cannot grow a node's scratch volume"
+	}
+	s.grants.mu.Lock()
+	granted := s.grants.m[instanceID]
+	s.grants.mu.Unlock()
+	if want <= granted {
+		return granted, ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, growTimeout)
+	defer cancel()
+	if err := g.GrowScratch(ctx, instanceID, want); err != nil {
+		s.Log.Warn("grow scratch volume", "instance_id", instanceID, "want_bytes", want, "err", err)
+		return granted, err.Error()
+	}
+	s.grants.mu.Lock()
+	if s.grants.m == nil {
+		s.grants.m = map[string]int64{}
+	}
+	s.grants.m[instanceID] = max(s.grants.m[instanceID], want)
+	s.grants.mu.Unlock()
+	return want, ""
+}
+
+// forgetGrant drops what grants keeps of a deleted instance.
+func (s *Service) forgetGrant(instanceID string) {
+	s.grants.mu.Lock()
+	delete(s.grants.m, instanceID)
+	s.grants.mu.Unlock()
 }

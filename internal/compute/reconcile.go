@@ -733,6 +733,7 @@ func (s *Service) destroy(ctx context.Context, in Instance) {
 				return
 			}
 		}
+		s.forgetGrant(in.ID)
 		_, err := s.Store.Update(ctx, func(tx store.Tx) error {
 			cur, err := store.Get[Instance](tx, kindInstance, in.ID)
 			if errors.Is(err, store.ErrNotFound) {

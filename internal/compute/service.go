@@ -132,6 +132,7 @@ type Service struct {
 	OnNodeMetrics func(in Instance, m wire.Metrics)
 
 	obs       *observations
+	grants    scratchGrants // scratch sizes providers granted (disk.go)
 	wake      chan struct{}
 	started   time.Time
 	launching sync.Map // instance id -> struct{}: a provider call in flight

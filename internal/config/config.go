@@ -117,6 +117,10 @@ type Kubernetes struct {
 	// tmpfs. Empty: no scratch volume.
 	ScratchSize   string `json:"scratch_size"`
 	ScratchMedium string `json:"scratch_medium"`
+	// ScratchStorageClass makes the scratch volume a claim of this
+	// StorageClass (which must allow volume expansion) that starts at
+	// ScratchSize and grows while a job runs.
+	ScratchStorageClass string `json:"scratch_storage_class"`
 }
 
 // DR pairs a region with its peer. The two regions trust each other

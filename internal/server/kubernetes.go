@@ -39,7 +39,7 @@ func newKubernetesProvider(cfg config.Compute, region string) (provider.Provider
 	}
 	p := &k8sprovider.Provider{Client: cs, Namespace: ns, Region: region, Image: k.Image, Venv: k.Venv, SparkHome: k.SparkHome,
 		ServiceAccount: k.ServiceAccount, ImagePullSecrets: k.ImagePullSecrets, NodeSelector: k.NodeSelector}
-	if p.Scratch, err = k8sprovider.ParseScratch(k.ScratchSize, k.ScratchMedium); err != nil {
+	if p.Scratch, err = k8sprovider.ParseScratch(k.ScratchSize, k.ScratchMedium, k.ScratchStorageClass); err != nil {
 		return nil, fmt.Errorf("kubernetes provider: %w", err)
 	}
 	return p, nil

@@ -167,6 +167,11 @@ type ReportResponse struct {
 	// DiskEvents is the highest disk event sequence number recorded: the
 	// agent forgets the events up to it.
 	DiskEvents int64 `json:"disk_events,omitempty"`
+	// ScratchGranted is the size the provider has grown the scratch
+	// volume to (its filesystem follows); ScratchRefused says why it
+	// could not grow it to DiskStatus.WantBytes.
+	ScratchGranted int64  `json:"scratch_granted,omitempty"`
+	ScratchRefused string `json:"scratch_refused,omitempty"`
 }
 
 // NodeStatus is where an instance is in carrying out its assignment.
@@ -435,6 +440,10 @@ type DiskStatus struct {
 	SizeBytes int64  `json:"size_bytes"`
 	FreeBytes int64  `json:"free_bytes"`
 	Path      string `json:"path,omitempty"`
+	// WantBytes asks the instance's provider to grow the scratch volume
+	// to this size (instances whose volume the provider grows; 0: no
+	// request). ReportResponse.ScratchGranted or ScratchRefused answers.
+	WantBytes int64 `json:"want_bytes,omitempty"`
 }
 
 // Disk event types (Databricks' cluster event types).

@@ -48,3 +48,13 @@ type Provider interface {
 	// List returns the instances the provider runs.
 	List(ctx context.Context) ([]Instance, error)
 }
+
+// ScratchGrower is a provider that can grow an instance's scratch volume
+// online (local storage autoscaling where the agent cannot attach volumes
+// itself: a Kubernetes pod's claim). The compute service calls it when an
+// agent asks for more (wire.DiskStatus.WantBytes).
+type ScratchGrower interface {
+	// GrowScratch makes the instance's scratch volume at least bytes
+	// large. It is idempotent.
+	GrowScratch(ctx context.Context, id string, bytes int64) error
+}

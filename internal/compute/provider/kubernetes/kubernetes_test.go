@@ -135,14 +135,14 @@ func TestInstancePodScratchVolume(t *testing.T) {
 }
 
 func TestParseScratch(t *testing.T) {
-	if s, err := ParseScratch("", ""); s != nil || err != nil {
+	if s, err := ParseScratch("", "", ""); s != nil || err != nil {
 		t.Fatalf("empty: %v %v", s, err)
 	}
-	if s, err := ParseScratch("512Mi", "Memory"); err != nil || s.SizeLimit.Value() != 512<<20 || s.Medium != corev1.StorageMediumMemory {
+	if s, err := ParseScratch("512Mi", "Memory", ""); err != nil || s.SizeLimit.Value() != 512<<20 || s.Medium != corev1.StorageMediumMemory {
 		t.Fatalf("512Mi Memory: %+v %v", s, err)
 	}
 	for _, bad := range [][2]string{{"lots", ""}, {"-1Gi", ""}, {"1Gi", "HugePages"}} {
-		if _, err := ParseScratch(bad[0], bad[1]); err == nil {
+		if _, err := ParseScratch(bad[0], bad[1], ""); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
 	}
