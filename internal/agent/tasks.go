@@ -201,6 +201,13 @@ func (ts *taskSet) launch(t *task) error {
 			// to ready than a cold start would be.
 			go func() {
 				ts.waitReady(d, driverStartWait)
+				ts.mu.Lock()
+				canceled := t.cancel
+				ts.mu.Unlock()
+				if canceled {
+					ts.finish(t, -1, "The task was canceled.")
+					return
+				}
 				if err := ts.launchAttached(t, l, master); err != nil {
 					ts.a.log.Warn("task did not start", "task", t.spec.ID, "err", err)
 					ts.finish(t, -1, err.Error())
@@ -318,8 +325,11 @@ func (ts *taskSet) stopAll() {
 	ts.mu.Lock()
 	var ps []Process
 	for _, t := range ts.m {
-		if t.st.State == wire.TaskRunning && t.p != nil {
-			t.cancel = true
+		if t.st.State != wire.TaskRunning {
+			continue
+		}
+		t.cancel = true // one waiting for the shared driver does not start
+		if t.p != nil {
 			ps = append(ps, t.p)
 		}
 	}
