@@ -27,9 +27,13 @@ import (
 // Spark jobs carry the tag tandem-task-<id>, cancelled when its process ends,
 // so a killed task leaves no job behind on the executors.
 //
+// A job cluster has one too: it starts as soon as the cluster's master is
+// up, while the workers join, so the run's first task waits for less than a
+// cold start would take and the tasks after it start at once. On a
+// single-node cluster it runs Spark in local mode, as its tasks do.
+//
 // Tasks that need a configuration of their own (task spark_conf, jars) and
-// spark-submit tasks start cold, as their own application, and so does every
-// task of a job cluster, whose cluster starts with its run. Standalone Spark
+// spark-submit tasks start cold, as their own application. Standalone Spark
 // gives an application every free core, so the shared driver, which holds
 // them all, stops as soon as no attached task runs while a cold task runs,
 // and no task attaches meanwhile; it starts again when the cold tasks end.
@@ -145,9 +149,20 @@ func (ts *taskSet) driverLoop(ctx context.Context) {
 	}
 }
 
+// sharedMaster is the master of the shared driver on this node: the
+// cluster's standalone master, or local mode on a single-node cluster; ok
+// is false unless the node is a running driver.
+func (ts *taskSet) sharedMaster() (asg wire.Assignment, master string, ok bool) {
+	asg = ts.a.node.assignment()
+	master, ok = ts.a.node.driverMaster()
+	if asg.SharedDriverMaster != "" {
+		master = asg.SharedDriverMaster
+	}
+	return asg, master, ok
+}
+
 func (ts *taskSet) tendDriver(ctx context.Context, starter driverStarter) {
-	asg := ts.a.node.assignment()
-	master, running := ts.a.node.driverMaster()
+	asg, master, running := ts.sharedMaster()
 	ts.mu.Lock()
 	d := ts.drv
 	if d != nil {
@@ -158,7 +173,7 @@ func (ts *taskSet) tendDriver(ctx context.Context, starter driverStarter) {
 		}
 	}
 	s := driverState{
-		want: running && !asg.JobCluster && asg.SparkConf[SharedDriverConf] != "false" && !ts.coldRunningLocked(),
+		want: running && asg.SparkConf[SharedDriverConf] != "false" && !ts.coldRunningLocked(),
 		have: d != nil,
 	}
 	if d != nil {

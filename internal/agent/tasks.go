@@ -193,10 +193,11 @@ func (ts *taskSet) launch(t *task) error {
 			return err
 		}
 		l.Python, l.PythonPath = true, rt
-		if !attachable(spec, master) {
+		_, shared, _ := ts.sharedMaster()
+		if !attachable(spec, shared) {
 			break
 		}
-		if d := ts.startingDriver(master); d != nil {
+		if d := ts.startingDriver(shared); d != nil {
 			// The shared driver started before this task and is nearer
 			// to ready than a cold start would be.
 			go func() {
@@ -208,14 +209,14 @@ func (ts *taskSet) launch(t *task) error {
 					ts.finish(t, -1, "The task was canceled.")
 					return
 				}
-				if err := ts.launchAttached(t, l, master); err != nil {
+				if err := ts.launchAttached(t, l, shared); err != nil {
 					ts.a.log.Warn("task did not start", "task", t.spec.ID, "err", err)
 					ts.finish(t, -1, err.Error())
 				}
 			}()
 			return nil
 		}
-		return ts.launchAttached(t, l, master)
+		return ts.launchAttached(t, l, shared)
 	case wire.TaskSparkSubmit:
 		l.Args = append([]string{"--master", master, "--deploy-mode", "client"}, t.spec.Args...)
 	default:

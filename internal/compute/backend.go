@@ -156,6 +156,11 @@ func (s *Service) assignmentFor(ctx context.Context, in Instance) (wire.Assignme
 		}
 		asg.ClusterID, asg.Role, asg.ClusterName = c.ID, in.Role, c.Spec.ClusterName
 		asg.JobCluster = c.Source == SourceJob
+		if in.Role == wire.RoleDriver && c.Spec.Autoscale == nil && c.Spec.NumWorkers == 0 {
+			// A single-node cluster's tasks run Spark in local mode
+			// (withLocalMaster), and so does its shared driver.
+			asg.SharedDriverMaster = localMaster(in.NodeType, s.Catalog)
+		}
 		asg.SparkVersion = c.Spec.SparkVersion
 		asg.SparkConf = s.sparkConf(c)
 		asg.SparkEnv = c.Spec.SparkEnvVars

@@ -149,6 +149,16 @@ func (s *Service) RunTask(ctx context.Context, clusterID string, spec TaskSpec) 
 	return id, nil
 }
 
+// localMaster is the Spark master of a task on a single-node cluster: local
+// mode with the driver's cores.
+func localMaster(nodeType string, cat Catalog) string {
+	cores := 1
+	if nt, ok := cat.nodeType(nodeType); ok {
+		cores = max(1, int(nt.NumCores))
+	}
+	return fmt.Sprintf("local[%d]", cores)
+}
+
 // withLocalMaster sets spark.master to local mode in a runtime spec.
 func withLocalMaster(spec json.RawMessage, nodeType string, cat Catalog) json.RawMessage {
 	m := map[string]any{}
@@ -159,12 +169,8 @@ func withLocalMaster(spec json.RawMessage, nodeType string, cat Catalog) json.Ra
 	if conf == nil {
 		conf = map[string]any{}
 	}
-	cores := 1
-	if nt, ok := cat.nodeType(nodeType); ok {
-		cores = max(1, int(nt.NumCores))
-	}
 	if _, set := conf["spark.master"]; !set {
-		conf["spark.master"] = fmt.Sprintf("local[%d]", cores)
+		conf["spark.master"] = localMaster(nodeType, cat)
 	}
 	m["spark_conf"] = conf
 	b, err := json.Marshal(m)

@@ -68,6 +68,10 @@ type Assignment struct {
 	// ClusterName and JobCluster are told to init scripts.
 	ClusterName string `json:"cluster_name,omitempty"`
 	JobCluster  bool   `json:"job_cluster,omitempty"`
+	// SharedDriverMaster, on a driver, is the master its shared driver
+	// (the SparkContext tasks attach to) uses instead of the cluster's
+	// standalone master: local[N] on a single-node cluster.
+	SharedDriverMaster string `json:"shared_driver_master,omitempty"`
 	// NodeType is the instance's node type, told to init scripts.
 	NodeType string `json:"node_type,omitempty"`
 	// SparkConf is written to the node's spark-defaults.conf, read by
