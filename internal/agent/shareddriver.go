@@ -67,6 +67,8 @@ type sharedDriver struct {
 	secret string
 	// attached counts the running tasks attached to this driver.
 	attached int
+	// stopped: the agent stopped it (its end is no failure).
+	stopped bool
 }
 
 func (d *sharedDriver) ready() bool { return d.port != 0 }
@@ -82,16 +84,27 @@ const (
 
 // driverState is what planDriver decides from.
 type driverState struct {
-	want     bool // a running all-purpose driver, shared driver on, no cold task running
+	backoff  bool // the last one ended before it was ready, not long ago
+	want     bool // a running driver node, shared driver on, no cold task running
 	have     bool // a driver process exists and is alive
 	current  bool // it runs against this assignment's master and generation
 	attached int  // tasks attached to it are running
 }
 
+// driverBackoff is the wait after the n-th shared driver in a row that
+// ended before it was ready: 5 s, doubling, at most 2 minutes.
+func driverBackoff(n int) time.Duration {
+	d := 5 * time.Second
+	for i := 1; i < n && d < 2*time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, 2*time.Minute)
+}
+
 // planDriver decides the shared driver's fate. Pure.
 func planDriver(s driverState) driverAction {
 	switch {
-	case !s.have && s.want:
+	case !s.have && s.want && !s.backoff:
 		return driverStart
 	case !s.have:
 		return driverKeep
@@ -163,18 +176,28 @@ func (ts *taskSet) sharedMaster() (asg wire.Assignment, master string, ok bool) 
 
 func (ts *taskSet) tendDriver(ctx context.Context, starter driverStarter) {
 	asg, master, running := ts.sharedMaster()
+	now := time.Now()
 	ts.mu.Lock()
 	d := ts.drv
 	if d != nil {
 		select {
 		case <-d.p.Done():
-			ts.drv, d = nil, nil // died, or was stopped
+			// Died, or was stopped. One that never came up waits before
+			// the next try, longer each time, rather than start a JVM
+			// four times a second.
+			if !d.ready() && !d.stopped {
+				ts.drvFailures++
+				ts.drvRetry = now.Add(driverBackoff(ts.drvFailures))
+				ts.a.log.Warn("shared driver ended before it was ready", "failures", ts.drvFailures)
+			}
+			ts.drv, d = nil, nil
 		default:
 		}
 	}
 	s := driverState{
-		want: running && asg.SparkConf[SharedDriverConf] != "false" && !ts.coldRunningLocked(),
-		have: d != nil,
+		want:    running && asg.SparkConf[SharedDriverConf] != "false" && !ts.coldRunningLocked(),
+		have:    d != nil,
+		backoff: now.Before(ts.drvRetry),
 	}
 	if d != nil {
 		s.current = d.gen == asg.Generation && d.master == master
@@ -224,6 +247,7 @@ func (ts *taskSet) readGateway(d *sharedDriver) {
 	os.Remove(f)
 	ts.mu.Lock()
 	d.port, d.secret = gw.Port, gw.Secret
+	ts.drvFailures, ts.drvRetry = 0, time.Time{}
 	ts.mu.Unlock()
 	ts.a.log.Info("shared driver ready", "master", d.master)
 }
@@ -370,6 +394,7 @@ func (ts *taskSet) stopDriver(force bool) {
 		return
 	}
 	ts.drv = nil
+	d.stopped = true
 	ts.mu.Unlock()
 	d.p.Stop(5 * time.Second)
 	os.RemoveAll(d.dir)

@@ -1,6 +1,9 @@
 package agent
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestAttachable(t *testing.T) {
 	const master = "spark://127.0.1.2:7077"
@@ -31,6 +34,7 @@ func TestPlanDriver(t *testing.T) {
 		want driverAction
 	}{
 		{"none, wanted: start", driverState{want: true}, driverStart},
+		{"none, wanted, the last one failed to start not long ago: wait", driverState{want: true, backoff: true}, driverKeep},
 		{"none, not wanted (a worker, a job cluster, turned off, a cold task runs)", driverState{}, driverKeep},
 		{"running and wanted", driverState{want: true, have: true, current: true}, driverKeep},
 		{"running with tasks and wanted", driverState{want: true, have: true, current: true, attached: 3}, driverKeep},
@@ -42,6 +46,15 @@ func TestPlanDriver(t *testing.T) {
 	for _, c := range cases {
 		if got := planDriver(c.s); got != c.want {
 			t.Errorf("%s: planDriver = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestDriverBackoff(t *testing.T) {
+	for n, want := range map[int]time.Duration{1: 5 * time.Second, 2: 10 * time.Second, 3: 20 * time.Second,
+		5: 80 * time.Second, 6: 2 * time.Minute, 50: 2 * time.Minute} {
+		if got := driverBackoff(n); got != want {
+			t.Errorf("driverBackoff(%d) = %s, want %s", n, got, want)
 		}
 	}
 }

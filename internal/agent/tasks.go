@@ -34,6 +34,10 @@ type taskSet struct {
 	// its loop to look again at once.
 	drv  *sharedDriver
 	kick chan struct{}
+	// drvFailures counts shared drivers in a row that ended before they
+	// were ready; none starts before drvRetry.
+	drvFailures int
+	drvRetry    time.Time
 }
 
 type task struct {
