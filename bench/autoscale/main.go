@@ -37,7 +37,7 @@ func main() {
 	flag.DurationVar(&env.WarmStart, "warm", env.WarmStart, "start-up time of an instance from the pool")
 	flag.Uint64Var(&env.Seed, "seed", env.Seed, "random seed")
 	migrate := flag.Float64("migrate-mibs", env.MigrationBytesPerSecond/(1<<20), "MiB/s a decommissioning worker migrates its shuffle data at")
-	flag.DurationVar(&env.ForceKillAfter, "force-kill", env.ForceKillAfter, "decommission deadline (0: none)")
+	flag.DurationVar(&env.ForceKillAfter, "force-kill", env.ForceKillAfter, "decommission deadline once a worker runs no task (0: none)")
 	flag.Parse()
 	env.MigrationBytesPerSecond = *migrate * (1 << 20)
 

@@ -2,6 +2,7 @@ package autoscale
 
 import (
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -17,13 +18,19 @@ import (
 //     waited at any tick. It shrinks by the share of nodes working: the
 //     cluster keeps as many workers as the busiest tick of the window kept
 //     working (ceil(running tasks / slots per worker)), never fewer than min.
-//   - It scales down a cluster that is not idle: the cluster may be busy,
-//     but only idle workers go (a busy worker's task may run for longer than
-//     any decommission deadline), chosen by the shuffle state they hold
-//     (removalOrder: workers without live shuffle data first, then those
-//     holding the least). The caller decommissions them gracefully: a
-//     worker's shuffle blocks are migrated to the others before it stops,
-//     so nothing is recomputed and no task fails.
+//   - It scales down a cluster that is not idle: idle workers go first,
+//     chosen by the shuffle state they hold (removalOrder: workers without
+//     live shuffle data first, then those holding the least); when fewer
+//     workers are idle than are to go, under-used busy workers go too, those
+//     running the fewest tasks first, then holding the least shuffle data.
+//     The kept workers have slots for every task that ran at the window's
+//     busiest tick, so removing a busy worker takes no capacity the work
+//     used. The caller decommissions them gracefully, as Spark does with
+//     spark.decommission.enabled: a decommissioning worker takes no new
+//     task, finishes those it runs (no deadline applies to running tasks:
+//     Spark's forceKillTimeout is unset by default), migrates its shuffle
+//     blocks to the others meanwhile and stops once both are done, so
+//     nothing is recomputed and no task fails. It is billed until then.
 type optimized struct{ spec Spec }
 
 func (optimized) Name() string { return Optimized }
@@ -70,22 +77,45 @@ func (p optimized) Decide(s Snapshot, h History, now time.Time) Decision {
 	if target >= size {
 		return hold(s)
 	}
-	var idle []Worker
+	var idle, busy []Worker
 	for _, w := range s.Workers {
-		if w.State == Running && w.Idle() {
+		switch {
+		case w.State != Running:
+		case w.Idle():
 			idle = append(idle, w)
+		default:
+			busy = append(busy, w)
 		}
 	}
-	n := min(size-target, len(idle))
-	if n == 0 {
-		return hold(s)
-	}
 	removalOrder(idle, now)
+	busyRemovalOrder(busy)
+	n := size - target
+	nIdle := min(n, len(idle))
 	remove := make([]WorkerID, 0, n)
-	for _, w := range idle[:n] {
+	for _, w := range append(idle, busy...)[:n] {
 		remove = append(remove, w.ID)
 	}
-	return Decision{Target: size - n, Remove: remove,
+	what := plural(nIdle, "idle worker")
+	if nBusy := n - nIdle; nBusy > 0 {
+		what = fmt.Sprintf("%s and %s (they finish their tasks first)", what, plural(nBusy, "busy worker"))
+	}
+	return Decision{Target: target, Remove: remove,
 		Reason: fmt.Sprintf("optimized: at most %d of %d workers' worth of tasks ran over the last %s (%d%% working); removing %s",
-			peak, size, window, 100*peak/size, plural(n, "idle worker"))}
+			peak, size, window, 100*peak/size, what)}
+}
+
+// busyRemovalOrder sorts busy workers so that the most under-used go
+// first: fewest running tasks (they leave soonest and free the most
+// slots), then least shuffle data (the shortest migration), then the id.
+func busyRemovalOrder(ws []Worker) {
+	sort.SliceStable(ws, func(i, j int) bool {
+		a, b := ws[i], ws[j]
+		if a.ActiveTasks != b.ActiveTasks {
+			return a.ActiveTasks < b.ActiveTasks
+		}
+		if a.ShuffleBytes != b.ShuffleBytes {
+			return a.ShuffleBytes < b.ShuffleBytes
+		}
+		return lessID(a.ID, b.ID)
+	})
 }
