@@ -235,6 +235,18 @@ func TestAutoscaleLive(t *testing.T) {
 	if n := strings.Count(strings.Join(types, ","), "DECOMMISSION_ENDED"); n != 3 {
 		t.Errorf("%d decommissions ended, want 3", n)
 	}
+	// The three workers wrote shuffle data, so they were decommissioned
+	// together (one batch, started in one tick), and Spark's figures above
+	// show that nothing was lost by it.
+	var starts []time.Time
+	for _, e := range evs {
+		if e.Type == "DECOMMISSION_STARTED" {
+			starts = append(starts, time.UnixMilli(e.Timestamp))
+		}
+	}
+	if len(starts) != 3 || starts[2].Sub(starts[0]) > 2*time.Second {
+		t.Errorf("the decommissions did not start together: %v", starts)
+	}
 	if _, err := w.Clusters.DeleteAndWait(ctx, compute.DeleteCluster{ClusterId: cl.ClusterId}); err != nil {
 		t.Fatal(err)
 	}
