@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tandemdata/tandem/internal/agent/wire"
@@ -410,8 +411,19 @@ func (s *Service) autoscaleCluster(ctx context.Context, c Cluster, insts []Insta
 	}
 	var batch []string
 	batch, sc.queue = nextDecommissions(sc.queue, len(sc.decom), progress, wrote)
-	for _, id := range batch {
-		if err := s.decommission(ctx, id); err != nil {
+	// A batch is signalled at once, not one agent after another (each
+	// answers after signalling its executors, then its worker a second
+	// later): its executors are then marked as decommissioning at the
+	// driver as nearly together as SIGPWR allows.
+	errs := make([]error, len(batch))
+	var wg sync.WaitGroup
+	for i, id := range batch {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = s.decommission(ctx, id) }()
+	}
+	wg.Wait()
+	for i, id := range batch {
+		if err := errs[i]; err != nil {
 			s.Log.Warn("decommission", "cluster_id", c.ID, "instance_id", id, "err", err)
 			sc.queue = append(sc.queue, id) // try again on a later tick
 			continue
