@@ -237,9 +237,6 @@ func (n *node) run(ctx context.Context, asg wire.Assignment) {
 	}
 	l := Launch{Dir: n.sparkDir(), Host: n.a.cfg.Host, Cores: n.a.cfg.Cores, MemoryMB: n.a.cfg.MemoryMB,
 		Conf: asg.SparkConf, Env: envList(asg.SparkEnv), Archive: n.archive(asg.Role)}
-	if asg.Role == wire.RoleWorker {
-		l.ExecutorArchive = n.archive(roleExecutor)
-	}
 	if asg.LogDelivery && asg.Role == wire.RoleDriver {
 		l.Conf = withEventLog(asg.SparkConf, filepath.Join(n.sparkDir(), eventLogDir))
 	}
@@ -497,35 +494,16 @@ func (n *node) scriptDone(res wire.ScriptResult, asg wire.Assignment, i int) {
 // while the instance idles in a pool that preloads a runtime, it cuts the
 // daemon's JVM start when the instance joins a cluster.
 func (n *node) archive(role string) string {
-	if role != wire.RoleDriver && role != wire.RoleWorker && role != roleExecutor {
+	if role != wire.RoleDriver && role != wire.RoleWorker {
 		return ""
 	}
 	return filepath.Join(n.a.dir, "cds", role+".jsa")
 }
 
-// roleExecutor names the executors' class-data sharing archive.
-const roleExecutor = "executor"
-
-// preloadApp is the application the preload runs on its own master and
-// worker so that an executor starts, runs Python tasks and exits, which
-// records the executors' class-data sharing archive.
-const preloadApp = `
-import sys
-from pyspark import SparkConf, SparkContext
-conf = (SparkConf().setMaster(sys.argv[1]).setAppName("tandem-preload").set("spark.executor.memory", "512m")
-        .set("spark.driver.memory", "512m").set("spark.driver.host", sys.argv[2]).set("spark.driver.bindAddress", sys.argv[2])
-        .set("spark.ui.enabled", "false"))
-sc = SparkContext(conf=conf)
-sc.parallelize(range(4), 2).map(lambda x: (x % 2, x)).reduceByKey(lambda a, b: a + b).count()
-sc.stop()
-`
-
 // preload readies an idle pooled instance for its preloaded runtime: the
 // runtime's jars are read once (into the page cache), and a master and a
 // worker are started and stopped once to record class-data sharing
-// archives of both daemons; a small PySpark application runs on them
-// meanwhile, so that an executor records one for the executors (a new
-// worker's executor is most of a scale-up's wait).
+// archives of both daemons.
 func (n *node) preload(ctx context.Context) {
 	rs, ok := n.a.spark.(*realSpark)
 	if !ok {
@@ -541,8 +519,8 @@ func (n *node) preload(ctx context.Context) {
 		}
 		return nil
 	})
-	master, worker, executor := n.archive(wire.RoleDriver), n.archive(wire.RoleWorker), n.archive(roleExecutor)
-	if _, err := os.Stat(executor); err == nil {
+	master, worker := n.archive(wire.RoleDriver), n.archive(wire.RoleWorker)
+	if _, err := os.Stat(worker); err == nil {
 		return
 	}
 	os.MkdirAll(filepath.Dir(master), 0o700)
@@ -565,39 +543,13 @@ func (n *node) preload(ctx context.Context) {
 	// Writing an archive at exit takes a few seconds: wait for it.
 	defer m.(*daemon).p.Stop(2 * time.Minute)
 	l.Archive = worker
-	l.ExecutorArchive, l.DumpExecutorArchive = executor, true
 	w, err := rs.StartWorker(ctx, l, m.Address())
 	if err != nil {
 		n.a.log.Warn("preload: the worker did not start", "err", err)
 		return
 	}
-	if err := rs.runPreloadApp(ctx, l, m.Address()); err != nil {
-		n.a.log.Warn("preload: the executors' archive was not recorded", "err", err)
-	} else {
-		// The executor writes its archive as it exits, after the
-		// application has ended: wait until the file stops growing.
-		waitWritten(ctx, executor, time.Minute)
-	}
 	w.(*daemon).p.Stop(2 * time.Minute)
 	n.a.log.Info("preloaded the runtime", "archives", filepath.Dir(master))
-}
-
-// waitWritten waits (at most limit) until path exists and its size has
-// not changed for a second.
-func waitWritten(ctx context.Context, path string, limit time.Duration) {
-	deadline := time.Now().Add(limit)
-	last := int64(-1)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(time.Second)
-		fi, err := os.Stat(path)
-		if err != nil {
-			continue
-		}
-		if fi.Size() > 0 && fi.Size() == last {
-			return
-		}
-		last = fi.Size()
-	}
 }
 
 // snapshot is the driver's latest view of its master, for the report.

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -55,15 +54,6 @@ type Launch struct {
 	// starts); DumpArchive writes it when the daemon exits.
 	Archive     string
 	DumpArchive bool
-	// ExecutorArchive (workers) is a class-data sharing archive for the
-	// executor JVMs the worker launches: used when present, written at
-	// their exit when DumpExecutorArchive is set (a pooled instance's
-	// preload). The executors then run with an empty configuration
-	// directory on their class path, which class-data sharing requires;
-	// they get their Spark configuration from the driver anyway, and
-	// Spark's default log4j2 layout is the one writeConf writes.
-	ExecutorArchive     string
-	DumpExecutorArchive bool
 	// LocalDirs, when set, are Spark's local directories (the elastic
 	// disk's); otherwise Dir/local.
 	LocalDirs []string
@@ -294,75 +284,8 @@ func (s *realSpark) StartWorker(ctx context.Context, l Launch, masterURL string)
 	args := []string{masterURL, "--host", l.Host, "--port", strconv.Itoa(port),
 		"--webui-port", strconv.Itoa(ui), "--cores", strconv.Itoa(l.Cores), "--memory", fmt.Sprintf("%dm", mem),
 		"--work-dir", filepath.Join(l.Dir, "work")}
-	if env, ok, err := executorCDS(l, confDir); err != nil {
-		return nil, err
-	} else if ok {
-		// The worker reads its own configuration from the properties
-		// file; SPARK_CONF_DIR (empty) is what its executors' class path
-		// gets.
-		args = append(args, "--properties-file", filepath.Join(confDir, "spark-defaults.conf"))
-		l.Env = append(slices.Clone(l.Env), env...)
-	}
 	d := &daemon{addr: fmt.Sprintf("%s:%d", l.Host, port), ui: ui, host: l.Host}
 	return s.start(ctx, d, l, confDir, "org.apache.spark.deploy.worker.Worker", args, "Successfully registered with master")
-}
-
-// executorCDS returns the environment a worker needs for its executors to
-// use (or, when preloading, record) a class-data sharing archive, and
-// whether there is one to use. The executors' JVMs inherit the worker's
-// environment: JAVA_TOOL_OPTIONS gives them the archive (the worker's own
-// command line overrides it for the worker), and SPARK_CONF_DIR an empty
-// directory, since class-data sharing accepts no non-empty directory on
-// the class path and Spark's launcher puts SPARK_CONF_DIR first on it. The
-// path is the same at preload and at use (the node's Spark directory), so
-// the class paths match.
-func executorCDS(l Launch, confDir string) ([]string, bool, error) {
-	if l.ExecutorArchive == "" {
-		return nil, false, nil
-	}
-	var opt string
-	if l.DumpExecutorArchive {
-		opt = "-XX:ArchiveClassesAtExit=" + l.ExecutorArchive
-	} else if _, err := os.Stat(l.ExecutorArchive); err == nil {
-		opt = "-XX:SharedArchiveFile=" + l.ExecutorArchive + " -Xshare:auto"
-	} else {
-		return nil, false, nil
-	}
-	empty := filepath.Join(l.Dir, "executor-conf")
-	if err := os.MkdirAll(empty, 0o700); err != nil {
-		return nil, false, err
-	}
-	return []string{"SPARK_CONF_DIR=" + empty, "JAVA_TOOL_OPTIONS=" + opt}, true, nil
-}
-
-// runPreloadApp runs preloadApp with the runtime's Python against a
-// preload's master, at the lowest priority, and waits for it (at most two
-// minutes). Its driver reads no spark-defaults (an empty SPARK_CONF_DIR).
-func (s *realSpark) runPreloadApp(ctx context.Context, l Launch, masterURL string) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	script := filepath.Join(l.Dir, "preload_app.py")
-	if err := os.WriteFile(script, []byte(preloadApp), 0o600); err != nil {
-		return err
-	}
-	p, err := proc.Start(proc.Spec{Path: s.python, Args: []string{script, masterURL, l.Host}, Dir: l.Dir,
-		Env: []string{"SPARK_HOME=" + s.home, "SPARK_CONF_DIR=" + filepath.Join(l.Dir, "executor-conf"), "SPARK_LOCAL_IP=" + l.Host,
-			"PYSPARK_PYTHON=" + s.python, "PYSPARK_DRIVER_PYTHON=" + s.python},
-		Stdout: l.Stdout, Stderr: l.Stderr})
-	if err != nil {
-		return err
-	}
-	syscall.Setpriority(syscall.PRIO_PGRP, p.Pid(), 19)
-	select {
-	case <-p.Done():
-		if c := p.ExitCode(); c != 0 {
-			return fmt.Errorf("the preload application exited with status %d", c)
-		}
-		return nil
-	case <-ctx.Done():
-		p.Stop(5 * time.Second)
-		return ctx.Err()
-	}
 }
 
 // workerMemoryMB is what a worker offers executors: the node's memory less
