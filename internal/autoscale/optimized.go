@@ -18,19 +18,20 @@ import (
 //     waited at any tick. It shrinks by the share of nodes working: the
 //     cluster keeps as many workers as the busiest tick of the window kept
 //     working (ceil(running tasks / slots per worker)), never fewer than min.
-//   - It scales down a cluster that is not idle: idle workers go first,
-//     chosen by the shuffle state they hold (removalOrder: workers without
-//     live shuffle data first, then those holding the least); when fewer
-//     workers are idle than are to go, under-used busy workers go too, those
-//     running the fewest tasks first, then holding the least shuffle data.
-//     The kept workers have slots for every task that ran at the window's
-//     busiest tick, so removing a busy worker takes no capacity the work
-//     used. The caller decommissions them gracefully, as Spark does with
+//   - It scales down a cluster that is not idle, choosing workers by the
+//     shuffle state they hold (shuffleFirstOrder): workers without shuffle
+//     data first (idle ones, then those running the fewest tasks), then
+//     those holding the least, idle or busy. The kept workers have slots
+//     for every task that ran at the window's busiest tick, so removing a
+//     busy worker takes no capacity the work used. The caller
+//     decommissions them gracefully, as Spark does with
 //     spark.decommission.enabled: a decommissioning worker takes no new
 //     task, finishes those it runs (no deadline applies to running tasks:
 //     Spark's forceKillTimeout is unset by default), migrates its shuffle
 //     blocks to the others meanwhile and stops once both are done, so
-//     nothing is recomputed and no task fails. It is billed until then.
+//     nothing is recomputed and no task fails. It is billed until then,
+//     which is why the workers holding the most shuffle data stay: theirs
+//     is the longest migration.
 type optimized struct{ spec Spec }
 
 func (optimized) Name() string { return Optimized }
@@ -77,23 +78,21 @@ func (p optimized) Decide(s Snapshot, h History, now time.Time) Decision {
 	if target >= size {
 		return hold(s)
 	}
-	var idle, busy []Worker
+	var cands []Worker
 	for _, w := range s.Workers {
-		switch {
-		case w.State != Running:
-		case w.Idle():
-			idle = append(idle, w)
-		default:
-			busy = append(busy, w)
+		if w.State == Running {
+			cands = append(cands, w)
 		}
 	}
-	removalOrder(idle, now)
-	busyRemovalOrder(busy)
+	shuffleFirstOrder(cands, now)
 	n := size - target
-	nIdle := min(n, len(idle))
+	nIdle := 0
 	remove := make([]WorkerID, 0, n)
-	for _, w := range append(idle, busy...)[:n] {
+	for _, w := range cands[:n] {
 		remove = append(remove, w.ID)
+		if w.Idle() {
+			nIdle++
+		}
 	}
 	what := plural(nIdle, "idle worker")
 	if nBusy := n - nIdle; nBusy > 0 {
@@ -104,17 +103,20 @@ func (p optimized) Decide(s Snapshot, h History, now time.Time) Decision {
 			peak, size, window, 100*peak/size, what)}
 }
 
-// busyRemovalOrder sorts busy workers so that the most under-used go
-// first: fewest running tasks (they leave soonest and free the most
-// slots), then least shuffle data (the shortest migration), then the id.
-func busyRemovalOrder(ws []Worker) {
+// shuffleFirstOrder sorts candidates by the shuffle data they hold
+// (none first, then the least), then idle before busy, then fewest running
+// tasks, longest idle and the id.
+func shuffleFirstOrder(ws []Worker, now time.Time) {
 	sort.SliceStable(ws, func(i, j int) bool {
 		a, b := ws[i], ws[j]
+		if a.ShuffleBytes != b.ShuffleBytes {
+			return a.ShuffleBytes < b.ShuffleBytes
+		}
 		if a.ActiveTasks != b.ActiveTasks {
 			return a.ActiveTasks < b.ActiveTasks
 		}
-		if a.ShuffleBytes != b.ShuffleBytes {
-			return a.ShuffleBytes < b.ShuffleBytes
+		if ai, bi := a.IdleFor(now), b.IdleFor(now); ai != bi {
+			return ai > bi
 		}
 		return lessID(a.ID, b.ID)
 	})

@@ -27,10 +27,10 @@ func TestOptimizedDecide(t *testing.T) {
 		{name: "never below min", spec: Spec{Policy: Optimized, MinWorkers: 3, MaxWorkers: 10, WorkerSlots: 4}, s: under, h: underHist, now: sec(60), want: Decision{Target: 3, Remove: []WorkerID{"c"}}},
 		{name: "under-used busy workers go when too few are idle", spec: Spec{Policy: Optimized, MinWorkers: 0, MaxWorkers: 10, WorkerSlots: 4}, s: snap(sec(60), 0, wk("a", 1), wk("b", 1), wk("c", 1)),
 			h: steady(sec(0), sec(60), 10*time.Second, snap(sec(0), 0, wk("a", 1), wk("b", 1), wk("c", 1))), now: sec(60), want: Decision{Target: 1, Remove: []WorkerID{"a", "b"}}},
-		{name: "idle workers go before busy ones, busy ones by fewest tasks then least shuffle", spec: Spec{Policy: Optimized, MinWorkers: 0, MaxWorkers: 10, WorkerSlots: 4},
+		{name: "no shuffle data first (idle, then fewest tasks), then the least, busy or idle", spec: Spec{Policy: Optimized, MinWorkers: 0, MaxWorkers: 10, WorkerSlots: 4},
 			s: snap(sec(60), 0, wk("a", 2), wk("b", 1, shuffleMB(10)), wk("c", 1), wk("d", 0, shuffleMB(50)), wk("e", 0)),
 			h: steady(sec(0), sec(60), 10*time.Second, snap(sec(0), 0, wk("a", 2), wk("b", 1), wk("c", 1), wk("d", 0), wk("e", 0))), now: sec(60),
-			want: Decision{Target: 1, Remove: []WorkerID{"e", "d", "c", "b"}}},
+			want: Decision{Target: 1, Remove: []WorkerID{"e", "c", "a", "b"}}},
 		{name: "full workers stay: the window's peak needs their slots", spec: Spec{Policy: Optimized, MinWorkers: 0, MaxWorkers: 10, WorkerSlots: 4}, s: snap(sec(60), 0, wk("a", 4), wk("b", 4), wk("c", 4)),
 			h: steady(sec(0), sec(60), 10*time.Second, snap(sec(0), 0, wk("a", 4), wk("b", 4), wk("c", 4))), now: sec(60), want: Decision{Target: 3}},
 		{name: "one slot per worker: a busy worker is never under-used", spec: Spec{Policy: Optimized, MinWorkers: 1, MaxWorkers: 4, WorkerSlots: 1},
@@ -46,7 +46,7 @@ func TestOptimizedDecide(t *testing.T) {
 		{name: "workers with shuffle data go last", spec: Spec{Policy: Optimized, MinWorkers: 0, MaxWorkers: 10, WorkerSlots: 4},
 			s: snap(sec(60), 0, wk("a", 0, shuffleMB(10)), wk("b", 1), wk("c", 0, shuffleMB(5)), wk("d", 0)),
 			h: steady(sec(0), sec(60), 10*time.Second, snap(sec(0), 0, wk("a", 0), wk("b", 1), wk("c", 0), wk("d", 0))), now: sec(60),
-			want: Decision{Target: 1, Remove: []WorkerID{"d", "c", "a"}}},
+			want: Decision{Target: 1, Remove: []WorkerID{"d", "b", "c"}}},
 		{name: "decommissioning workers are not counted", spec: job, s: snap(sec(0), 0, wk("a", 0), wk("b", 0), wk("c", 2, leaving)), now: sec(0), want: Decision{Target: 2}},
 	}
 	runPolicyCases(t, cases)
