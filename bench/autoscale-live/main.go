@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +57,9 @@ for r in range(%[1]d):
 print("MAKESPAN", round(time.time() - t0, 2), flush=True)
 stages = json.load(urllib.request.urlopen(base + "/stages"))
 print("SPARK", sum(s["numFailedTasks"] for s in stages), sum(1 for s in stages if s["attemptId"] > 0), flush=True)
+for e in json.load(urllib.request.urlopen(base + "/allexecutors")):
+    if e["id"] != "driver":
+        print("EXEC", e["id"], e["addTime"], e.get("removeTime", "-"), flush=True)
 `
 
 type result struct {
@@ -65,6 +69,16 @@ type result struct {
 	failed      int
 	retries     int
 	busy        []string
+	execAdds    []time.Time
+	// ups are the scale-ups: from the decision (RESIZING) to the new
+	// workers registered with the master (UPSIZE_COMPLETED) and to their
+	// executors registered with the driver (Spark's addTime).
+	ups []scaleUp
+}
+
+type scaleUp struct {
+	added             int
+	workers, executor time.Duration
 }
 
 func main() {
@@ -77,6 +91,7 @@ func main() {
 		quiet  = flag.Int("quiet", 35, "seconds of quiet between bursts")
 		window = flag.Int("window", 10, "spark.databricks.aggressiveWindowDownS of the optimized cluster")
 		only   = flag.String("only", "", "comma-separated cases to run (static-4,static-1,standard,optimized)")
+		keep   = flag.Bool("keep", false, "keep the server's data directory (logs of every instance) and print its path")
 	)
 	flag.Parse()
 	ctx := context.Background()
@@ -95,6 +110,10 @@ func main() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 		harness.KillInstances(dir)
+		if *keep {
+			fmt.Println("data directory kept:", dir)
+			return
+		}
 		os.RemoveAll(dir)
 	}()
 	url := "https://" + addr
@@ -149,7 +168,11 @@ func main() {
 		time.Sleep(5 * time.Second)
 		r := runCase(ctx, w, pool.InstancePoolId, cl.ClusterId)
 		r.name = c.name
+		r.ups = scaleUps(ctx, w, cl.ClusterId, r.execAdds)
 		log.Printf("%s: %.0f node-s, makespan %.1f s, failed tasks %d, stage retries %d, rounds %v", r.name, r.nodeSeconds, r.makespan, r.failed, r.retries, r.busy)
+		for _, u := range r.ups {
+			log.Printf("%s: scale-up of %d: workers registered %.1f s after the decision, their executors %.1f s", r.name, u.added, u.workers.Seconds(), u.executor.Seconds())
+		}
 		results = append(results, r)
 		_, err = w.Clusters.DeleteAndWait(ctx, compute.DeleteCluster{ClusterId: cl.ClusterId})
 		harness.Must(err)
@@ -167,6 +190,17 @@ func main() {
 			mk = fmt.Sprintf("%+.0f%%", (r.makespan/ref.makespan-1)*100)
 		}
 		fmt.Printf("%-10s %12.0f %12s %9.1fs %14s %12d %8d\n", r.name, r.nodeSeconds, cost, r.makespan, mk, r.failed, r.retries)
+	}
+	for _, r := range results {
+		if len(r.ups) == 0 {
+			continue
+		}
+		var ws, es []string
+		for _, u := range r.ups {
+			ws = append(ws, fmt.Sprintf("%.1f", u.workers.Seconds()))
+			es = append(es, fmt.Sprintf("%.1f", u.executor.Seconds()))
+		}
+		fmt.Printf("%s scale-ups, decision to workers registered (s): %s; to executors registered (s): %s\n", r.name, strings.Join(ws, " "), strings.Join(es, " "))
 	}
 	if o, ok := byName["optimized"]; ok {
 		if s, ok := byName["standard"]; ok {
@@ -224,6 +258,10 @@ func runCase(ctx context.Context, w *databricks.WorkspaceClient, pool, clusterID
 			r.retries, _ = strconv.Atoi(f[2])
 		case len(f) == 4 && f[0] == "ROUND":
 			r.busy = append(r.busy, f[3])
+		case len(f) == 4 && f[0] == "EXEC":
+			if t, err := time.Parse("2006-01-02T15:04:05.000GMT", f[2]); err == nil {
+				r.execAdds = append(r.execAdds, t)
+			}
 		}
 	}
 	if r.makespan == 0 {
@@ -243,4 +281,42 @@ func waitIdle(ctx context.Context, w *databricks.WorkspaceClient, pool string, n
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// scaleUps matches each scale-up decision (a RESIZING event to a larger
+// target) with the UPSIZE_COMPLETED after it and with the executors added
+// after it, one per new worker.
+func scaleUps(ctx context.Context, w *databricks.WorkspaceClient, clusterID string, adds []time.Time) []scaleUp {
+	evs, err := w.Clusters.EventsAll(ctx, compute.GetEvents{ClusterId: clusterID, Order: compute.GetEventsOrderAsc,
+		EventTypes: []compute.EventType{compute.EventTypeResizing, compute.EventTypeUpsizeCompleted}})
+	if err != nil {
+		log.Printf("events: %v", err)
+		return nil
+	}
+	sort.Slice(adds, func(i, j int) bool { return adds[i].Before(adds[j]) })
+	used := 0
+	var out []scaleUp
+	for i, e := range evs {
+		d := e.Details
+		if e.Type != compute.EventTypeResizing || d == nil || d.TargetNumWorkers <= d.CurrentNumWorkers {
+			continue
+		}
+		at := time.UnixMilli(e.Timestamp)
+		u := scaleUp{added: d.TargetNumWorkers - d.CurrentNumWorkers}
+		for _, f := range evs[i+1:] {
+			if f.Type == compute.EventTypeUpsizeCompleted {
+				u.workers = time.UnixMilli(f.Timestamp).Sub(at)
+				break
+			}
+		}
+		for used < len(adds) && adds[used].Before(at) {
+			used++
+		}
+		if n := used + u.added; n <= len(adds) {
+			u.executor = adds[n-1].Sub(at)
+			used = n
+		}
+		out = append(out, u)
+	}
+	return out
 }

@@ -147,7 +147,7 @@ Traces ship in bench/traces; docs/autoscaling.md describes the format and the mo
 	fl.IntVar(&env.PoolMinIdle, "pool-idle", env.PoolMinIdle, "idle instances the pool keeps warm (min_idle_instances)")
 	fl.DurationVar(&env.PoolIdleTimeout, "pool-timeout", env.PoolIdleTimeout, "how long a released instance stays warm in the pool")
 	fl.Float64Var(&migrateMiB, "migrate-mibs", env.MigrationBytesPerSecond/(1<<20), "MiB/s at which a decommissioning worker migrates its shuffle data")
-	fl.DurationVar(&env.ForceKillAfter, "force-kill", env.ForceKillAfter, "decommission deadline, after which a worker is killed (0: none)")
+	fl.DurationVar(&env.ForceKillAfter, "force-kill", env.ForceKillAfter, "decommission deadline once a worker runs no task, after which it is killed and its unmigrated shuffle data lost (0: none)")
 	fl.DurationVar(&env.IdleTail, "tail", env.IdleTail, "how long an all-purpose cluster stays up after its last job")
 	fl.Float64Var(&env.TaskJitter, "jitter", env.TaskJitter, "task times vary uniformly by this fraction")
 	fl.Uint64Var(&env.Seed, "seed", env.Seed, "random seed")

@@ -2,6 +2,7 @@ package autoscale
 
 import (
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -17,13 +18,20 @@ import (
 //     waited at any tick. It shrinks by the share of nodes working: the
 //     cluster keeps as many workers as the busiest tick of the window kept
 //     working (ceil(running tasks / slots per worker)), never fewer than min.
-//   - It scales down a cluster that is not idle: the cluster may be busy,
-//     but only idle workers go (a busy worker's task may run for longer than
-//     any decommission deadline), chosen by the shuffle state they hold
-//     (removalOrder: workers without live shuffle data first, then those
-//     holding the least). The caller decommissions them gracefully: a
-//     worker's shuffle blocks are migrated to the others before it stops,
-//     so nothing is recomputed and no task fails.
+//   - It scales down a cluster that is not idle, choosing workers by the
+//     shuffle state they hold (shuffleFirstOrder): workers without shuffle
+//     data first (idle ones, then those running the fewest tasks), then
+//     those holding the least, idle or busy. The kept workers have slots
+//     for every task that ran at the window's busiest tick, so removing a
+//     busy worker takes no capacity the work used. The caller
+//     decommissions them gracefully, as Spark does with
+//     spark.decommission.enabled: a decommissioning worker takes no new
+//     task, finishes those it runs (no deadline applies to running tasks:
+//     Spark's forceKillTimeout is unset by default), migrates its shuffle
+//     blocks to the others meanwhile and stops once both are done, so
+//     nothing is recomputed and no task fails. It is billed until then,
+//     which is why the workers holding the most shuffle data stay: theirs
+//     is the longest migration.
 type optimized struct{ spec Spec }
 
 func (optimized) Name() string { return Optimized }
@@ -70,22 +78,46 @@ func (p optimized) Decide(s Snapshot, h History, now time.Time) Decision {
 	if target >= size {
 		return hold(s)
 	}
-	var idle []Worker
+	var cands []Worker
 	for _, w := range s.Workers {
-		if w.State == Running && w.Idle() {
-			idle = append(idle, w)
+		if w.State == Running {
+			cands = append(cands, w)
 		}
 	}
-	n := min(size-target, len(idle))
-	if n == 0 {
-		return hold(s)
-	}
-	removalOrder(idle, now)
+	shuffleFirstOrder(cands, now)
+	n := size - target
+	nIdle := 0
 	remove := make([]WorkerID, 0, n)
-	for _, w := range idle[:n] {
+	for _, w := range cands[:n] {
 		remove = append(remove, w.ID)
+		if w.Idle() {
+			nIdle++
+		}
 	}
-	return Decision{Target: size - n, Remove: remove,
+	what := plural(nIdle, "idle worker")
+	if nBusy := n - nIdle; nBusy > 0 {
+		what = fmt.Sprintf("%s and %s (they finish their tasks first)", what, plural(nBusy, "busy worker"))
+	}
+	return Decision{Target: target, Remove: remove,
 		Reason: fmt.Sprintf("optimized: at most %d of %d workers' worth of tasks ran over the last %s (%d%% working); removing %s",
-			peak, size, window, 100*peak/size, plural(n, "idle worker"))}
+			peak, size, window, 100*peak/size, what)}
+}
+
+// shuffleFirstOrder sorts candidates by the shuffle data they hold
+// (none first, then the least), then idle before busy, then fewest running
+// tasks, longest idle and the id.
+func shuffleFirstOrder(ws []Worker, now time.Time) {
+	sort.SliceStable(ws, func(i, j int) bool {
+		a, b := ws[i], ws[j]
+		if a.ShuffleBytes != b.ShuffleBytes {
+			return a.ShuffleBytes < b.ShuffleBytes
+		}
+		if a.ActiveTasks != b.ActiveTasks {
+			return a.ActiveTasks < b.ActiveTasks
+		}
+		if ai, bi := a.IdleFor(now), b.IdleFor(now); ai != bi {
+			return ai > bi
+		}
+		return lessID(a.ID, b.ID)
+	})
 }

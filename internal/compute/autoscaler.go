@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tandemdata/tandem/internal/agent/wire"
@@ -49,10 +50,14 @@ var decommissionConf = map[string]string{
 const (
 	// defaultAutoscaleTick is how often the loop decides.
 	defaultAutoscaleTick = time.Second
-	// decommissionDeadline: a worker still holding executors after so long
-	// is released anyway (its tasks then fail and run again). The
-	// simulator's force-kill deadline, the Kubernetes cluster
-	// autoscaler's max-graceful-termination-sec.
+	// decommissionDeadline: a worker still holding executors so long after
+	// it last ran a task is released anyway (its unmigrated blocks are
+	// then lost). It never cuts a running task short: Spark's
+	// spark.executor.decommission.forceKillTimeout is unset by default, so
+	// a decommissioned executor finishes its tasks however long they run;
+	// the deadline only bounds a migration that does not end. The
+	// simulator's force-kill deadline, the Kubernetes cluster autoscaler's
+	// max-graceful-termination-sec.
 	decommissionDeadline = 10 * time.Minute
 	// statsEvery is how often a cluster's AUTOSCALING_STATS_REPORT is
 	// logged when no decision is taken.
@@ -65,10 +70,9 @@ type scaler struct {
 	specKey string
 	decider *autoscale.Decider
 	// decom are workers being decommissioned, with when it started;
-	// queue are workers chosen to go, waiting for their turn. One worker
-	// decommissions at a time: workers decommissioned together may
-	// migrate their blocks to each other (a peer is only known to be
-	// leaving once the driver has heard of it) and then leave with them.
+	// queue are workers chosen to go, waiting for their turn. Workers that
+	// wrote shuffle data decommission together; any other worker alone
+	// (nextDecommissions says why).
 	decom map[string]time.Time
 	queue []string
 	// lastBusy is when each worker was last seen running a task.
@@ -159,10 +163,14 @@ func buildSnapshot(now time.Time, slots int, workers []workerObs, missing int, d
 
 // decommissionFinished returns the decommissioning workers that may be
 // released at now: their agent says no executor is left, they are gone
-// from the cluster, or the deadline has passed. Pure.
-func decommissionFinished(now time.Time, decom map[string]time.Time, progress map[string]string) []string {
+// from the cluster, or the deadline has passed since the later of the
+// decommission's start and the worker's last task (lastBusy). Pure.
+func decommissionFinished(now time.Time, decom map[string]time.Time, lastBusy map[string]time.Time, progress map[string]string) []string {
 	var out []string
 	for id, since := range decom {
+		if b := lastBusy[id]; b.After(since) {
+			since = b
+		}
 		p, present := progress[id]
 		if !present || p == wire.DecommissionDone || now.Sub(since) >= decommissionDeadline {
 			out = append(out, id)
@@ -172,15 +180,63 @@ func decommissionFinished(now time.Time, decom map[string]time.Time, progress ma
 	return out
 }
 
-// nextDecommission drops queued workers that are gone and returns the
-// worker to decommission now (none while one is under way) with the
-// queue, the returned worker still first in it. Pure.
-func nextDecommission(queue []string, underWay int, progress map[string]string) (string, []string) {
+// nextDecommissions drops queued workers that are gone and returns the
+// workers to decommission now (none while a decommission is under way)
+// and the queue left after them. Pure.
+//
+// When the first queued worker wrote shuffle data (wrote), every queued
+// worker that did goes with it; otherwise it goes alone. Why, from Spark
+// 4.1's source: a decommissioning executor migrates to the peers the
+// driver's BlockManagerMasterEndpoint.getPeers returns, which leaves out
+// the block managers in decommissioningBlockManagerSet; an executor
+// decommissioned by SIGPWR is put in that set when it tells the driver, so
+// two executors signalled together may briefly see each other as peers.
+// A block sent to a peer that is already decommissioning is refused
+// (BlockSavedOnDecommissionedBlockManagerException) and queued again
+// without counting as a failure (BlockManagerDecommissioner), so nothing
+// is lost; a block accepted by a peer just before its own decommission
+// began is a local shuffle file there, which the peer's own migration
+// rounds (every replicationReattemptInterval) send on. What can lose a
+// block is a peer that leaves before a round sees it: an executor exits
+// only after a migration round that found nothing left, and one holding
+// shuffle files of its own needs a second round for that, at least
+// replicationReattemptInterval (5 s) after its decommission began, by
+// which time its peers' first uploads to it are long done. An executor
+// holding nothing can exit after its first round, a second after it was
+// signalled, so it could leave with a block a batch-mate sent it: such
+// workers go one at a time. Having written shuffle data is read from
+// Spark's cumulative shuffle-write figure: the files stay until the
+// application ends or the driver's ContextCleaner drops the shuffle.
+func nextDecommissions(queue []string, underWay int, progress map[string]string, wrote map[string]bool) (batch, rest []string) {
 	queue = slices.DeleteFunc(slices.Clone(queue), func(id string) bool { _, ok := progress[id]; return !ok })
 	if underWay > 0 || len(queue) == 0 {
-		return "", queue
+		return nil, queue
 	}
-	return queue[0], queue
+	if !wrote[queue[0]] {
+		return queue[:1], queue[1:]
+	}
+	for _, id := range queue {
+		if wrote[id] {
+			batch = append(batch, id)
+		} else {
+			rest = append(rest, id)
+		}
+	}
+	return batch, rest
+}
+
+// wroteShuffle reports whether any of a worker's executors
+// ("<app>/<executor>") has written shuffle data, by Spark's cumulative
+// figure. Pure.
+func wroteShuffle(executors []string, apps []wire.AppLoad) bool {
+	for _, a := range apps {
+		for _, e := range a.Executors {
+			if e.ShuffleWriteBytes > 0 && slices.Contains(executors, a.ID+"/"+e.ID) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // autoscaleSpec reads a cluster's autoscaling spec.
@@ -330,7 +386,7 @@ func (s *Service) autoscaleCluster(ctx context.Context, c Cluster, insts []Insta
 	sort.Slice(obs, func(i, j int) bool { return obs[i].ID < obs[j].ID })
 
 	// Release the workers whose decommission is over.
-	if done := decommissionFinished(now, sc.decom, progress); len(done) > 0 {
+	if done := decommissionFinished(now, sc.decom, sc.lastBusy, progress); len(done) > 0 {
 		present := 0
 		for _, id := range done {
 			if _, ok := progress[id]; ok {
@@ -348,18 +404,32 @@ func (s *Service) autoscaleCluster(ctx context.Context, c Cluster, insts []Insta
 		return nil // the cluster changed: decide on the next tick
 	}
 
-	// Start the next queued decommission once none is under way.
-	var next string
-	next, sc.queue = nextDecommission(sc.queue, len(sc.decom), progress)
-	if next != "" {
-		id := next
-		if err := s.decommission(ctx, id); err != nil {
+	// Start the next queued decommissions once none is under way.
+	wrote := map[string]bool{}
+	for _, w := range obs {
+		wrote[w.ID] = wroteShuffle(w.Executors, driverSnap.Apps)
+	}
+	var batch []string
+	batch, sc.queue = nextDecommissions(sc.queue, len(sc.decom), progress, wrote)
+	// A batch is signalled at once, not one agent after another (each
+	// answers after signalling its executors, then its worker a second
+	// later): its executors are then marked as decommissioning at the
+	// driver as nearly together as SIGPWR allows.
+	errs := make([]error, len(batch))
+	var wg sync.WaitGroup
+	for i, id := range batch {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = s.decommission(ctx, id) }()
+	}
+	wg.Wait()
+	for i, id := range batch {
+		if err := errs[i]; err != nil {
 			s.Log.Warn("decommission", "cluster_id", c.ID, "instance_id", id, "err", err)
-		} else {
-			sc.queue = sc.queue[1:]
-			sc.decom[id] = now
-			s.clusterEvent(ctx, c.ID, EvDecommissionStarted, EventDetails{InstanceID: id})
+			sc.queue = append(sc.queue, id) // try again on a later tick
+			continue
 		}
+		sc.decom[id] = now
+		s.clusterEvent(ctx, c.ID, EvDecommissionStarted, EventDetails{InstanceID: id})
 	}
 
 	leaving := map[string]time.Time{}

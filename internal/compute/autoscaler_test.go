@@ -74,10 +74,15 @@ func TestBuildSnapshot(t *testing.T) {
 
 func TestDecommissionFinished(t *testing.T) {
 	now := time.UnixMilli(10_000_000)
-	decom := map[string]time.Time{"a": now.Add(-time.Minute), "b": now.Add(-time.Second), "c": now.Add(-decommissionDeadline), "gone": now}
-	progress := map[string]string{"a": wire.DecommissionDone, "b": wire.DecommissionStarted, "c": wire.DecommissionStarted}
-	got := decommissionFinished(now, decom, progress)
-	if want := []string{"a", "c", "gone"}; !reflect.DeepEqual(got, want) {
+	decom := map[string]time.Time{"a": now.Add(-time.Minute), "b": now.Add(-time.Second), "c": now.Add(-decommissionDeadline),
+		"busy": now.Add(-2 * decommissionDeadline), "drained": now.Add(-2 * decommissionDeadline), "gone": now}
+	// The deadline counts from the last task: "busy" ran one a minute ago,
+	// "drained" a whole deadline ago.
+	lastBusy := map[string]time.Time{"busy": now.Add(-time.Minute), "drained": now.Add(-decommissionDeadline)}
+	progress := map[string]string{"a": wire.DecommissionDone, "b": wire.DecommissionStarted, "c": wire.DecommissionStarted,
+		"busy": wire.DecommissionStarted, "drained": wire.DecommissionStarted}
+	got := decommissionFinished(now, decom, lastBusy, progress)
+	if want := []string{"a", "c", "drained", "gone"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
 }
@@ -100,26 +105,41 @@ func TestDecommissionConf(t *testing.T) {
 	}
 }
 
-func TestNextDecommission(t *testing.T) {
-	progress := map[string]string{"a": "", "b": "", "c": wire.DecommissionStarted}
+func TestNextDecommissions(t *testing.T) {
+	progress := map[string]string{"a": "", "b": "", "c": wire.DecommissionStarted, "d": "", "e": ""}
+	wrote := map[string]bool{"a": true, "b": true, "e": true}
 	cases := []struct {
 		name      string
 		queue     []string
 		underWay  int
-		next      string
+		batch     []string
 		wantQueue []string
 	}{
-		{"nothing queued", nil, 0, "", nil},
-		{"one at a time", []string{"a", "b"}, 1, "", []string{"a", "b"}},
-		{"the first goes", []string{"a", "b"}, 0, "a", []string{"a", "b"}},
-		{"gone workers leave the queue", []string{"x", "b"}, 0, "b", []string{"b"}},
+		{"nothing queued", nil, 0, nil, nil},
+		{"none while a decommission is under way", []string{"a", "b"}, 1, nil, []string{"a", "b"}},
+		{"workers that wrote shuffle data go together", []string{"a", "d", "b"}, 0, []string{"a", "b"}, []string{"d"}},
+		{"a worker that wrote none goes alone", []string{"d", "a", "b"}, 0, []string{"d"}, []string{"a", "b"}},
+		{"gone workers leave the queue", []string{"x", "b", "e"}, 0, []string{"b", "e"}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			next, q := nextDecommission(tc.queue, tc.underWay, progress)
-			if next != tc.next || len(q) != len(tc.wantQueue) || (len(q) > 0 && !reflect.DeepEqual(q, tc.wantQueue)) {
-				t.Errorf("got %q %v, want %q %v", next, q, tc.next, tc.wantQueue)
+			batch, q := nextDecommissions(tc.queue, tc.underWay, progress, wrote)
+			if !reflect.DeepEqual(batch, tc.batch) || len(q) != len(tc.wantQueue) || (len(q) > 0 && !reflect.DeepEqual(q, tc.wantQueue)) {
+				t.Errorf("got %v %v, want %v %v", batch, q, tc.batch, tc.wantQueue)
 			}
 		})
+	}
+}
+
+func TestWroteShuffle(t *testing.T) {
+	apps := []wire.AppLoad{{ID: "app-1", Executors: []wire.ExecutorLoad{{ID: "0", ShuffleWriteBytes: 10}, {ID: "1"}}}}
+	cases := []struct {
+		executors []string
+		want      bool
+	}{{[]string{"app-1/0"}, true}, {[]string{"app-1/1"}, false}, {nil, false}, {[]string{"app-2/0"}, false}}
+	for _, tc := range cases {
+		if got := wroteShuffle(tc.executors, apps); got != tc.want {
+			t.Errorf("%v: got %v, want %v", tc.executors, got, tc.want)
+		}
 	}
 }

@@ -11,10 +11,11 @@
 // running tasks first, tasks spread over workers in random order). Every
 // tick the simulator takes a snapshot of the signals, asks the policy and
 // carries the decision out: new workers come from a pool of warm instances
-// or start cold; removed workers are decommissioned gracefully (they take no
-// new task, finish the ones they run, migrate their live shuffle data to
-// the remaining workers, then stop), unless that takes longer than
-// ForceKillAfter, when they are killed and their tasks fail. Uptime
+// or start cold; removed workers are decommissioned gracefully as Spark
+// does it (they take no new task and finish the ones they run while their
+// shuffle data migrates to the remaining workers; they stop once both are
+// done), unless migration is still not done ForceKillAfter after their last
+// task, when they are killed and the data not yet across is lost. Uptime
 // intervals are priced by the usage package. Given the same seed, a run is
 // the same run.
 //
@@ -55,9 +56,12 @@ type Env struct {
 	// MigrationBytesPerSecond is how fast a decommissioning worker hands
 	// its shuffle blocks to the others.
 	MigrationBytesPerSecond float64
-	// ForceKillAfter bounds a decommission: a worker still not gone after
-	// it is killed, its running tasks fail and its unmigrated shuffle data
-	// is lost. Zero: never.
+	// ForceKillAfter bounds a decommission once the worker runs no task: a
+	// worker still migrating so long after its last task ended is killed
+	// and its unmigrated shuffle data is lost. Running tasks are never
+	// killed: Spark's spark.executor.decommission.forceKillTimeout is unset
+	// by default, so a decommissioned executor finishes its tasks however
+	// long they run. Zero: never.
 	ForceKillAfter time.Duration
 	// TaskJitter spreads task times uniformly by this fraction around the
 	// trace's mean (0.2: from 80% to 120%).
@@ -170,6 +174,11 @@ type worker struct {
 	idleSince time.Duration
 	requested time.Duration
 	released  bool
+	// migFree is when a decommissioning worker's migration has sent what
+	// it holds: Spark starts migrating shuffle files as soon as the
+	// executor is decommissioned, while its tasks still run, and picks up
+	// the files later tasks write in its next rounds.
+	migFree time.Duration
 }
 
 type task struct {
@@ -460,6 +469,9 @@ func (s *simulation) finishTask(t *task) {
 	if mib := j.job.Stages[j.stage].ShuffleMiB; mib > 0 && j.stage < len(j.job.Stages)-1 {
 		b := int64(mib * (1 << 20))
 		s.addShuffle(w, j, b)
+		if w.state == autoscale.Decommissioning {
+			w.migFree = max(w.migFree, s.now) + s.migrationTime(b)
+		}
 		j.shuffled += b
 		s.shuffleWritten += b
 	}
@@ -645,21 +657,29 @@ func (s *simulation) byID(id autoscale.WorkerID) *worker {
 	return nil // Check has made sure it exists
 }
 
+// decommission starts a worker's graceful exit: it takes no new task and
+// its shuffle data starts migrating now, while its tasks run.
 func (s *simulation) decommission(w *worker) {
 	w.state = autoscale.Decommissioning
-	if s.env.ForceKillAfter > 0 {
-		s.push(event{at: s.now + s.env.ForceKillAfter, kind: evForceKill, w: w})
-	}
+	w.migFree = s.now + s.migrationTime(w.shuffleN)
 	if len(w.tasks) == 0 {
 		s.beginMigration(w)
 	}
 }
 
-// beginMigration starts handing a drained worker's shuffle blocks on; the
-// worker stops once they are across.
+func (s *simulation) migrationTime(b int64) time.Duration {
+	return seconds(float64(b) / s.env.MigrationBytesPerSecond)
+}
+
+// beginMigration schedules the exit of a decommissioning worker that runs
+// no more tasks: it stops once its shuffle blocks are across (the name is
+// kept from when migration waited for the last task), and is killed if
+// that takes longer than ForceKillAfter from now.
 func (s *simulation) beginMigration(w *worker) {
-	d := s.env.DecommissionExit + seconds(float64(w.shuffleN)/s.env.MigrationBytesPerSecond)
-	s.push(event{at: s.now + d, kind: evRelease, w: w})
+	s.push(event{at: max(s.now, w.migFree) + s.env.DecommissionExit, kind: evRelease, w: w})
+	if s.env.ForceKillAfter > 0 {
+		s.push(event{at: s.now + s.env.ForceKillAfter, kind: evForceKill, w: w})
+	}
 }
 
 // completeMigration moves the shuffle data the worker still holds (jobs may

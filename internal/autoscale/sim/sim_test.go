@@ -151,28 +151,53 @@ func TestRunDecommissionsGracefully(t *testing.T) {
 	}
 }
 
-func TestRunForceKillFailsTasks(t *testing.T) {
-	// Two 100-s tasks on two 1-slot workers; w2 is removed at 15 s while
-	// busy and killed 30 s later: its task fails and runs again on w1 once
-	// w1 is free (100 s to 200 s).
-	tr := oneJob(Stage{Tasks: 2, TaskSeconds: 100})
-	env := exactEnv()
-	env.ForceKillAfter = 30 * time.Second
-	r, err := Run(tr, Config{Spec: jobSpec(2, 2, 1), Policy: scripted{15 * time.Second: {"w2"}}, InitialWorkers: 2, Env: env})
-	if err != nil {
-		t.Fatal(err)
+func TestRunDecommissionTiming(t *testing.T) {
+	// Two workers of one slot; w2 is removed at 15 s while it runs a
+	// stage-2 task (w1 runs the other). As in Spark with
+	// spark.decommission.enabled and no forceKillTimeout: the task is
+	// never killed, shuffle files migrate while it runs (100 MiB/s), what
+	// it writes afterwards migrates after it, and the worker stops 5 s
+	// after both are done. The deadline only bounds the migration left
+	// once the worker runs no task.
+	cases := []struct {
+		name     string
+		trace    Trace
+		deadline time.Duration
+		// want: makespan, w2's release, failed tasks, lost and migrated MiB
+		makespan, released time.Duration
+		failed             int
+		lostMiB, migMiB    int64
+	}{
+		{name: "a task longer than the deadline finishes",
+			trace: oneJob(Stage{Tasks: 2, TaskSeconds: 10}, Stage{Tasks: 2, TaskSeconds: 100}, Stage{Tasks: 1, TaskSeconds: 50}), deadline: 30 * time.Second,
+			makespan: 160 * time.Second, released: 115 * time.Second},
+		{name: "shuffle held at the decommission migrates while the task runs",
+			trace:    oneJob(Stage{Tasks: 2, TaskSeconds: 10, ShuffleMiB: 1000}, Stage{Tasks: 2, TaskSeconds: 100}, Stage{Tasks: 1, TaskSeconds: 50}),
+			makespan: 160 * time.Second, released: 115 * time.Second, migMiB: 1000},
+		{name: "shuffle written after the decommission migrates after the task",
+			trace:    oneJob(Stage{Tasks: 2, TaskSeconds: 10}, Stage{Tasks: 2, TaskSeconds: 100, ShuffleMiB: 1000}, Stage{Tasks: 1, TaskSeconds: 50}),
+			makespan: 160 * time.Second, released: 125 * time.Second, migMiB: 1000},
+		{name: "the deadline, from the last task, bounds the migration",
+			trace:    oneJob(Stage{Tasks: 2, TaskSeconds: 10}, Stage{Tasks: 2, TaskSeconds: 100, ShuffleMiB: 1000}, Stage{Tasks: 1, TaskSeconds: 50}),
+			deadline: 5 * time.Second, makespan: 160 * time.Second, released: 115 * time.Second, lostMiB: 1000},
 	}
-	if r.TasksFailed != 1 || r.Makespan != 200*time.Second || r.TaskWaitP95 != 55*time.Second {
-		t.Errorf("failed=%d makespan=%s p95 wait=%s; want 1, 200s, 55s", r.TasksFailed, r.Makespan, r.TaskWaitP95)
-	}
-	// Without a deadline the same removal is graceful.
-	env.ForceKillAfter = 0
-	r, err = Run(tr, Config{Spec: jobSpec(2, 2, 1), Policy: scripted{15 * time.Second: {"w2"}}, InitialWorkers: 2, Env: env})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.TasksFailed != 0 || r.Makespan != 100*time.Second {
-		t.Errorf("graceful: failed=%d makespan=%s", r.TasksFailed, r.Makespan)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env := exactEnv()
+			env.ForceKillAfter = c.deadline
+			r, err := Run(c.trace, Config{Spec: jobSpec(2, 2, 1), Policy: scripted{15 * time.Second: {"w2"}}, InitialWorkers: 2, Env: env})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Makespan != c.makespan || r.TasksFailed != c.failed || r.ShuffleLostBytes != c.lostMiB<<20 || r.ShuffleMigratedBytes != c.migMiB<<20 {
+				t.Errorf("makespan %s failed %d lost %d MiB migrated %d MiB; want %s %d %d %d", r.Makespan, r.TasksFailed,
+					r.ShuffleLostBytes>>20, r.ShuffleMigratedBytes>>20, c.makespan, c.failed, c.lostMiB, c.migMiB)
+			}
+			// The driver and w1 for the makespan, w2 until its release.
+			if want := 2*c.makespan.Seconds() + c.released.Seconds(); math.Abs(r.NodeSeconds-want) > 1e-6 {
+				t.Errorf("node-seconds %v, want %v (w2 released at %s)", r.NodeSeconds, want, c.released)
+			}
+		})
 	}
 }
 
