@@ -17,7 +17,7 @@ import (
 // with the master: about 9 s on two cores (bench/jobs-real), where
 // Databricks starts a notebook on a running cluster at once because the
 // cluster's driver is already up and every notebook attaches to it. So the
-// driver node of an all-purpose cluster runs one shared driver: a runtime
+// driver node of every running cluster runs one shared driver: a runtime
 // process (`tandem_runtime.task --serve`) that starts the cluster's
 // SparkContext and hands its JVM's gateway to the agent. A runtime task
 // whose Spark configuration is the cluster's own then starts as a Python
@@ -142,7 +142,7 @@ func attachable(spec map[string]any, master string) bool {
 }
 
 // driverLoop keeps the shared driver on the driver node of a running
-// all-purpose cluster, and none elsewhere, until ctx ends.
+// cluster, and none elsewhere, until ctx ends.
 func (ts *taskSet) driverLoop(ctx context.Context) {
 	starter, ok := ts.a.spark.(driverStarter)
 	if !ok {
