@@ -18,14 +18,10 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/databricks/databricks-sdk-go"
@@ -95,32 +91,9 @@ func main() {
 	)
 	flag.Parse()
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "tandem-bench-autoscale-live-")
-	harness.Must(err)
-	absVenv, _ := filepath.Abs(*venv)
-	absBin, _ := filepath.Abs(*bin)
-	token := fmt.Sprintf("dapi%032x", time.Now().UnixNano())
-	addr := harness.FreeAddr()
-	cmd := exec.Command(absBin, "server", "--data-dir", dir, "--listen", addr)
-	cmd.Env = append(os.Environ(), "TANDEM_BOOTSTRAP_TOKEN="+token, "TANDEM_VENV="+absVenv, "TANDEM_BIN="+absBin)
-	logf, _ := os.Create(filepath.Join(dir, "server.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	harness.Must(cmd.Start())
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		harness.KillInstances(dir)
-		if *keep {
-			fmt.Println("data directory kept:", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	}()
-	url := "https://" + addr
-	caFile := filepath.Join(dir, "tls", "ca.pem")
-	harness.WaitHealthy(url, caFile)
-	w, err := databricks.NewWorkspaceClient(&databricks.Config{Host: url, Token: token, HTTPTransport: harness.Transport(caFile), RateLimitPerSecond: 1000})
-	harness.Must(err)
+	srv := harness.StartServer("autoscale-live", *bin, *venv)
+	defer srv.Stop(*keep)
+	w := srv.Client()
 	version, err := w.Clusters.SelectSparkVersion(ctx, compute.SparkVersionRequest{Latest: true})
 	harness.Must(err)
 	pool, err := w.InstancePools.Create(ctx, compute.CreateInstancePool{InstancePoolName: "warm", NodeTypeId: "tandem.small",

@@ -19,13 +19,11 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/databricks/databricks-sdk-go"
@@ -45,35 +43,10 @@ func main() {
 	)
 	flag.Parse()
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "tandem-bench-compute-")
-	if err != nil {
-		log.Fatal(err)
-	}
-	absVenv, _ := filepath.Abs(*venv)
-	absBin, _ := filepath.Abs(*bin)
-	token := fmt.Sprintf("dapi%032x", time.Now().UnixNano())
-	addr := harness.FreeAddr()
-	cmd := exec.Command(absBin, "server", "--data-dir", dir, "--listen", addr)
-	cmd.Env = append(os.Environ(), "TANDEM_BOOTSTRAP_TOKEN="+token, "TANDEM_VENV="+absVenv, "TANDEM_BIN="+absBin)
-	logf, _ := os.Create(filepath.Join(dir, "server.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		log.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		harness.KillInstances(dir)
-		os.RemoveAll(dir)
-	}()
-	url := "https://" + addr
-	caFile := filepath.Join(dir, "tls", "ca.pem")
-	harness.WaitHealthy(url, caFile)
-	w, err := databricks.NewWorkspaceClient(&databricks.Config{Host: url, Token: token, HTTPTransport: harness.Transport(caFile),
-		RateLimitPerSecond: 1000})
-	if err != nil {
-		log.Fatal(err)
-	}
+	srv := harness.StartServer("compute", *bin, *venv)
+	defer srv.Stop(false)
+	dir := srv.Dir
+	w := srv.Client()
 	version, err := w.Clusters.SelectSparkVersion(ctx, compute.SparkVersionRequest{Latest: true})
 	harness.Must(err)
 	conf := map[string]string{"spark.executor.memory": "512m", "spark.driver.memory": "512m", "spark.ui.showConsoleProgress": "false"}

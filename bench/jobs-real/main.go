@@ -13,16 +13,11 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
-	"syscall"
 	"time"
 
-	"github.com/databricks/databricks-sdk-go"
 	"github.com/databricks/databricks-sdk-go/service/compute"
 	"github.com/databricks/databricks-sdk-go/service/jobs"
 
@@ -47,29 +42,9 @@ func main() {
 	)
 	flag.Parse()
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "tandem-bench-jobs-real-")
-	harness.Must(err)
-	absVenv, _ := filepath.Abs(*venv)
-	absBin, _ := filepath.Abs(*bin)
-	token := fmt.Sprintf("dapi%032x", time.Now().UnixNano())
-	addr := harness.FreeAddr()
-	cmd := exec.Command(absBin, "server", "--data-dir", dir, "--listen", addr)
-	cmd.Env = append(os.Environ(), "TANDEM_BOOTSTRAP_TOKEN="+token, "TANDEM_VENV="+absVenv, "TANDEM_BIN="+absBin)
-	logf, _ := os.Create(filepath.Join(dir, "server.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	harness.Must(cmd.Start())
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		harness.KillInstances(dir)
-		os.RemoveAll(dir)
-	}()
-	url := "https://" + addr
-	caFile := filepath.Join(dir, "tls", "ca.pem")
-	harness.WaitHealthy(url, caFile)
-	w, err := databricks.NewWorkspaceClient(&databricks.Config{Host: url, Token: token, HTTPTransport: harness.Transport(caFile),
-		RateLimitPerSecond: 1000})
-	harness.Must(err)
+	srv := harness.StartServer("jobs-real", *bin, *venv)
+	defer srv.Stop(false)
+	w := srv.Client()
 	version, err := w.Clusters.SelectSparkVersion(ctx, compute.SparkVersionRequest{Latest: true})
 	harness.Must(err)
 	conf := map[string]string{"spark.executor.memory": "512m", "spark.driver.memory": "512m", "spark.ui.showConsoleProgress": "false"}

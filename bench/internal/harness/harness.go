@@ -1,20 +1,24 @@
 // Package harness is what the benchmarks that start a real tandem server
-// share: a free loopback address, a client transport trusting the region's
-// CA, waiting for health, and ending the instances a server made.
+// share: starting it on a free loopback address, a client trusting the
+// region's CA, waiting for health, and ending the instances it made.
 package harness
 
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"log"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/databricks/databricks-sdk-go"
 )
 
 // Must ends the benchmark on an error.
@@ -73,4 +77,52 @@ func KillInstances(dir string) {
 			syscall.Kill(-pid, syscall.SIGKILL)
 		}
 	}
+}
+
+// Server is a `tandem server` process a benchmark started, on a free
+// loopback address with a data directory of its own.
+type Server struct {
+	URL, CAFile, Token, Dir string
+	cmd                     *exec.Cmd
+}
+
+// StartServer starts bin (`tandem server`) with the virtualenv venv and
+// waits until it is healthy; name names its temporary data directory.
+func StartServer(name, bin, venv string) *Server {
+	dir, err := os.MkdirTemp("", "tandem-bench-"+name+"-")
+	Must(err)
+	absVenv, _ := filepath.Abs(venv)
+	absBin, _ := filepath.Abs(bin)
+	s := &Server{Token: fmt.Sprintf("dapi%032x", time.Now().UnixNano()), Dir: dir}
+	addr := FreeAddr()
+	s.URL, s.CAFile = "https://"+addr, filepath.Join(dir, "tls", "ca.pem")
+	s.cmd = exec.Command(absBin, "server", "--data-dir", dir, "--listen", addr)
+	s.cmd.Env = append(os.Environ(), "TANDEM_BOOTSTRAP_TOKEN="+s.Token, "TANDEM_VENV="+absVenv, "TANDEM_BIN="+absBin)
+	logf, err := os.Create(filepath.Join(dir, "server.log"))
+	Must(err)
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	Must(s.cmd.Start())
+	WaitHealthy(s.URL, s.CAFile)
+	return s
+}
+
+// Client is a Databricks Go SDK client of the server as its admin.
+func (s *Server) Client() *databricks.WorkspaceClient {
+	w, err := databricks.NewWorkspaceClient(&databricks.Config{Host: s.URL, Token: s.Token, HTTPTransport: Transport(s.CAFile),
+		RateLimitPerSecond: 1000})
+	Must(err)
+	return w
+}
+
+// Stop stops the server and the instances it made, and removes its data
+// directory unless keep (then it prints where it is).
+func (s *Server) Stop(keep bool) {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	s.cmd.Wait()
+	KillInstances(s.Dir)
+	if keep {
+		fmt.Println("data directory kept:", s.Dir)
+		return
+	}
+	os.RemoveAll(s.Dir)
 }
