@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
-	"github.com/tandemdata/tandem/internal/compute/provider"
 	"github.com/tandemdata/tandem/internal/principal"
 	"github.com/tandemdata/tandem/internal/replication"
 	"github.com/tandemdata/tandem/internal/store"
@@ -98,33 +96,9 @@ func (s *Service) ReleaseInstances(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, in := range list {
-		if s.Provider != nil {
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-			err := s.Provider.Delete(cctx, in.ID)
-			cancel()
-			if err != nil && !errors.Is(err, provider.ErrNotFound) {
-				return n, fmt.Errorf("delete instance %s: %w", in.ID, err)
-			}
+		if err := s.deleteInstance(ctx, in.ID); err != nil {
+			return n, fmt.Errorf("delete instance %s: %w", in.ID, err)
 		}
-		_, err := s.Store.Update(ctx, func(tx store.Tx) error {
-			cur, err := store.Get[Instance](tx, kindInstance, in.ID)
-			if errors.Is(err, store.ErrNotFound) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if err := closeUsage(tx, &cur, s.now()); err != nil {
-				return err
-			}
-			return tx.Delete(kindInstance, in.ID)
-		})
-		if err != nil {
-			return n, fmt.Errorf("remove instance record %s: %w", in.ID, err)
-		}
-		s.obs.forget(in.ID)
-		s.goneSet.Delete(in.ID)
-		s.asgCache.Delete(in.ID)
 		n++
 	}
 	if n > 0 {

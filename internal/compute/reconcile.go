@@ -722,39 +722,45 @@ func (s *Service) destroy(ctx context.Context, in Instance) {
 	go func() {
 		defer s.wg.Done()
 		defer s.launching.Delete(in.ID)
-		if s.Provider != nil {
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-			err := s.Provider.Delete(cctx, in.ID)
-			cancel()
-			if err != nil && !errors.Is(err, provider.ErrNotFound) {
-				if ctx.Err() == nil {
-					s.Log.Warn("delete instance", "instance_id", in.ID, "err", err)
-				}
-				return
-			}
+		if err := s.deleteInstance(ctx, in.ID); err != nil && ctx.Err() == nil {
+			s.Log.Warn("delete instance", "instance_id", in.ID, "err", err)
 		}
-		s.forgetGrant(in.ID)
-		_, err := s.Store.Update(ctx, func(tx store.Tx) error {
-			cur, err := store.Get[Instance](tx, kindInstance, in.ID)
-			if errors.Is(err, store.ErrNotFound) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if err := closeUsage(tx, &cur, s.now()); err != nil {
-				return err
-			}
-			return tx.Delete(kindInstance, in.ID)
-		})
-		if err != nil && ctx.Err() == nil {
-			s.Log.Error("remove instance record", "instance_id", in.ID, "err", err)
-			return
-		}
-		s.obs.forget(in.ID)
-		s.goneSet.Delete(in.ID)
-		s.asgCache.Delete(in.ID)
 	}()
+}
+
+// deleteInstance has the provider delete an instance, then removes its
+// record (closing its usage) and what the service keeps of it in memory.
+// A provider that no longer knows the instance counts as done.
+func (s *Service) deleteInstance(ctx context.Context, id string) error {
+	if s.Provider != nil {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		err := s.Provider.Delete(cctx, id)
+		cancel()
+		if err != nil && !errors.Is(err, provider.ErrNotFound) {
+			return err
+		}
+	}
+	_, err := s.Store.Update(ctx, func(tx store.Tx) error {
+		cur, err := store.Get[Instance](tx, kindInstance, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := closeUsage(tx, &cur, s.now()); err != nil {
+			return err
+		}
+		return tx.Delete(kindInstance, id)
+	})
+	if err != nil {
+		return fmt.Errorf("remove instance record: %w", err)
+	}
+	s.obs.forget(id)
+	s.goneSet.Delete(id)
+	s.asgCache.Delete(id)
+	s.forgetGrant(id)
+	return nil
 }
 
 // syncProvider compares the provider's instances with the store: an
