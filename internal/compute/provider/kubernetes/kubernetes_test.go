@@ -93,20 +93,7 @@ func TestInstancePodScratchVolume(t *testing.T) {
 	}{{"", true}, {corev1.StorageMediumMemory, false}} {
 		p, cs := newFake()
 		p.Scratch = &Scratch{SizeLimit: resource.MustParse("2Gi"), Medium: c.medium}
-		ctx := context.Background()
-		if err := p.Create(ctx, provider.Spec{ID: "i-1", NodeType: "tandem.small", Cores: 1, MemoryMB: 2048}); err != nil {
-			t.Fatal(err)
-		}
-		pod, err := cs.CoreV1().Pods("tandem").Get(ctx, "tandem-i-1", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var vol *corev1.Volume
-		for i := range pod.Spec.Volumes {
-			if pod.Spec.Volumes[i].Name == "scratch" {
-				vol = &pod.Spec.Volumes[i]
-			}
-		}
+		pod, vol := createWithScratch(t, p, cs)
 		if vol == nil || vol.EmptyDir == nil || vol.EmptyDir.SizeLimit.String() != "2Gi" || vol.EmptyDir.Medium != c.medium {
 			t.Fatalf("scratch volume %+v", vol)
 		}

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/tandemdata/tandem/internal/agent"
@@ -26,19 +27,7 @@ func TestGrowableScratchClaim(t *testing.T) {
 	ctx := context.Background()
 	p, cs := newFake()
 	p.Scratch = &Scratch{SizeLimit: resource.MustParse("2Gi"), StorageClass: "fast-expandable"}
-	if err := p.Create(ctx, provider.Spec{ID: "i-1", NodeType: "tandem.small", Cores: 1, MemoryMB: 2048}); err != nil {
-		t.Fatal(err)
-	}
-	pod, err := cs.CoreV1().Pods("tandem").Get(ctx, "tandem-i-1", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vol *corev1.Volume
-	for i := range pod.Spec.Volumes {
-		if pod.Spec.Volumes[i].Name == "scratch" {
-			vol = &pod.Spec.Volumes[i]
-		}
-	}
+	pod, vol := createWithScratch(t, p, cs)
 	if vol == nil || vol.Ephemeral == nil || vol.Ephemeral.VolumeClaimTemplate == nil {
 		t.Fatalf("scratch volume %+v", vol)
 	}
@@ -91,7 +80,7 @@ func TestGrowableScratchClaim(t *testing.T) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "persistentvolumeclaims"}, "tandem-i-1-scratch",
 			errors.New("only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize"))
 	})
-	err = p.GrowScratch(ctx, "i-1", 8<<30)
+	err := p.GrowScratch(ctx, "i-1", 8<<30)
 	if err == nil || !strings.Contains(err.Error(), "must support resize") {
 		t.Fatalf("refused growth: %v", err)
 	}
@@ -111,4 +100,24 @@ func TestParseScratchStorageClass(t *testing.T) {
 	if _, err := ParseScratch("2Gi", "Memory", "fast"); err == nil {
 		t.Fatal("a memory medium with a claim accepted")
 	}
+}
+
+// createWithScratch creates instance i-1 and returns its pod and the pod's
+// scratch volume (nil when it has none).
+func createWithScratch(t *testing.T, p *Provider, cs *fake.Clientset) (*corev1.Pod, *corev1.Volume) {
+	t.Helper()
+	ctx := context.Background()
+	if err := p.Create(ctx, provider.Spec{ID: "i-1", NodeType: "tandem.small", Cores: 1, MemoryMB: 2048}); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := cs.CoreV1().Pods("tandem").Get(ctx, "tandem-i-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range pod.Spec.Volumes {
+		if pod.Spec.Volumes[i].Name == "scratch" {
+			return pod, &pod.Spec.Volumes[i]
+		}
+	}
+	return pod, nil
 }
