@@ -168,7 +168,10 @@ func Compute(intervals []Interval, rates Rates, from, to time.Time) (Report, err
 	for _, iv := range intervals {
 		end := iv.End
 		if end.IsZero() {
-			end = to
+			// Still up: it counts until the period's end. One that
+			// started after the period (the clock was read before the
+			// record, which a concurrent start wrote) counts nothing.
+			end = maxTime(to, iv.Start)
 		}
 		if end.Before(iv.Start) {
 			return Report{}, fmt.Errorf("%w: instance %s of cluster %s ends (%s) before it starts (%s)", ErrBadInterval, iv.InstanceID, iv.ClusterID, end, iv.Start)

@@ -59,6 +59,9 @@ func TestCompute(t *testing.T) {
 				{InstanceID: "b", ClusterID: "c", NodeTypeID: ds3, ComputeType: Jobs, Start: at(12)},
 				{InstanceID: "old", ClusterID: "c", NodeTypeID: ds3, ComputeType: Jobs, Start: at(0), End: at(5)},
 				{InstanceID: "later", ClusterID: "c", NodeTypeID: ds3, ComputeType: Jobs, Start: at(20), End: at(30)},
+				// Started after the period and still up (read after the
+				// clock by a request racing its start): nothing, no error.
+				{InstanceID: "racing", ClusterID: "c", NodeTypeID: ds3, ComputeType: Jobs, Start: at(21)},
 			},
 			want:  []Line{{ClusterID: "c", ComputeType: Jobs, NodeTypeID: ds3, Instances: 2, NodeSeconds: 780, DBUs: 0.1625, Cost: 0.04875}},
 			total: Total{NodeSeconds: 780, DBUs: 0.1625, Cost: 0.04875},
