@@ -43,8 +43,9 @@ func scratchMounts(t *testing.T, dataDir string) map[string]int64 {
 
 // TestElasticDiskLetsAShuffleOutgrowTheFirstVolume runs a job whose
 // shuffle writes about three times what an enable_elastic_disk cluster's
-// first scratch volume holds: the nodes attach volumes while it runs
-// (EXPANDED_DISK), the job finishes, the volumes stay while the cluster
+// first scratch volume holds, at a few hundred MB/s: the nodes attach
+// volumes while it runs (EXPANDED_DISK, several at once when the space
+// fills fast), the job finishes, the volumes stay while the cluster
 // lives and go when it is deleted.
 func TestElasticDiskLetsAShuffleOutgrowTheFirstVolume(t *testing.T) {
 	if err := agent.ElasticDiskAvailable(context.Background(), t.TempDir()); err != nil {
@@ -112,8 +113,8 @@ print("shuffled", n)
 			t.Errorf("%s: %s", e.Type, e.Details.DidNotExpandReason)
 		}
 	}
-	if expanded < 2 {
-		t.Fatalf("%d EXPANDED_DISK events, want at least 2", expanded)
+	if expanded < 1 {
+		t.Fatalf("no EXPANDED_DISK event")
 	}
 	grown := int64(0)
 	for _, size := range scratchMounts(t, srv.DataDir) {

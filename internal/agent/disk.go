@@ -46,8 +46,9 @@ type volumeBackend interface {
 	Stat(dir string) (size, free int64, err error)
 }
 
-// diskWatchEvery is how often the watcher looks at the free space.
-const diskWatchEvery = 200 * time.Millisecond
+// diskWatchEvery is how often the watcher looks at the free space (a
+// statfs: microseconds).
+const diskWatchEvery = 100 * time.Millisecond
 
 // elasticDisk is a node's elastic scratch space.
 type elasticDisk struct {
@@ -121,7 +122,7 @@ func (d *elasticDisk) prepare(ctx context.Context, asg wire.Assignment) []string
 	done := make(chan struct{})
 	d.mu.Lock()
 	d.cluster, d.cfg = asg.ClusterID, cfg
-	d.st = diskState{Volumes: 1, Size: size, Free: free}
+	d.st = observeDisk(diskState{Volumes: 1}, size, free, time.Now())
 	d.cancel, d.done = cancel, done
 	d.mu.Unlock()
 	d.a.log.Info("elastic disk ready", "cluster_id", asg.ClusterID, "size_bytes", size, "path", d.mountPoint())
@@ -175,11 +176,11 @@ func (d *elasticDisk) step(ctx context.Context, now time.Time) {
 		return
 	}
 	d.mu.Lock()
-	d.st.Size, d.st.Free = size, free
+	d.st = observeDisk(d.st, size, free, now)
 	if free >= d.cfg.FreeBelowBytes {
 		d.st.Refused = false
 	}
-	action, reason := decideDisk(d.cfg, d.st, now)
+	action, n, reason := decideDisk(d.cfg, d.st, now)
 	cfg, st, cluster := d.cfg, d.st, d.cluster
 	switch action {
 	case diskRefuse:
@@ -190,7 +191,7 @@ func (d *elasticDisk) step(ctx context.Context, now time.Time) {
 	if action != diskExpand {
 		return
 	}
-	err = d.backend.Grow(ctx, d.mountPoint(), cfg.VolumeBytes)
+	err = d.backend.Grow(ctx, d.mountPoint(), int64(n)*cfg.VolumeBytes)
 	newSize, newFree, serr := d.backend.Stat(d.mountPoint())
 	if err == nil && serr == nil && newSize <= size {
 		err = fmt.Errorf("the filesystem did not grow (%d bytes)", newSize)
@@ -204,10 +205,10 @@ func (d *elasticDisk) step(ctx context.Context, now time.Time) {
 		d.st.LastFailure = now
 		d.a.log.Warn("elastic disk: expansion failed", "cluster_id", cluster, "err", err)
 		d.addEvent(wire.DiskEvent{ClusterID: cluster, Type: wire.DiskFailedExpand, DiskSize: size, FreeSpace: free,
-			Reason: fmt.Sprintf("Could not attach a %s volume: %v", bytesText(cfg.VolumeBytes), err)})
+			Reason: fmt.Sprintf("Could not attach %s: %v", volumesText(n, cfg.VolumeBytes), err)})
 		return
 	}
-	d.st.Volumes = st.Volumes + 1
+	d.st.Volumes = st.Volumes + n
 	d.st.Size, d.st.Free, d.st.LastFailure = newSize, newFree, time.Time{}
 	d.a.log.Info("elastic disk expanded", "cluster_id", cluster, "volumes", d.st.Volumes, "size_bytes", newSize)
 	d.addEvent(wire.DiskEvent{ClusterID: cluster, Type: wire.DiskExpanded, DiskSize: newSize, PreviousDiskSize: size, FreeSpace: newFree})
