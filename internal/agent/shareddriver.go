@@ -301,8 +301,9 @@ func (ts *taskSet) startingDriver(master string) *sharedDriver {
 	return d
 }
 
-// waitReady waits until d is ready, dies or is replaced, or max passes.
-func (ts *taskSet) waitReady(d *sharedDriver, max time.Duration) {
+// waitReady waits until d is ready, dies or is replaced, max passes or
+// stop is closed.
+func (ts *taskSet) waitReady(d *sharedDriver, max time.Duration, stop <-chan struct{}) {
 	deadline := time.Now().Add(max)
 	for time.Now().Before(deadline) {
 		ts.readGateway(d)
@@ -314,6 +315,8 @@ func (ts *taskSet) waitReady(d *sharedDriver, max time.Duration) {
 		}
 		select {
 		case <-d.p.Done():
+			return
+		case <-stop:
 			return
 		case <-time.After(50 * time.Millisecond):
 		}

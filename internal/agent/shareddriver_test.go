@@ -1,6 +1,9 @@
 package agent
 
 import (
+	"os"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -56,5 +59,55 @@ func TestDriverBackoff(t *testing.T) {
 		if got := driverBackoff(n); got != want {
 			t.Errorf("driverBackoff(%d) = %s, want %s", n, got, want)
 		}
+	}
+}
+
+// idleProcess is a process that runs until stopped.
+type idleProcess struct {
+	done chan struct{}
+	once sync.Once
+}
+
+func (p *idleProcess) Done() <-chan struct{} { return p.done }
+func (p *idleProcess) ExitCode() int         { <-p.done; return 0 }
+func (p *idleProcess) Stop(time.Duration)    { p.once.Do(func() { close(p.done) }) }
+
+// TestWaitReadyEndsOnCancelOrGateway: a task waiting for a starting
+// shared driver stops waiting as soon as it is canceled (not when the
+// 60 s wait ends), and attaches as soon as the driver hands over its
+// gateway.
+func TestWaitReadyEndsOnCancelOrGateway(t *testing.T) {
+	ts := newTaskSet(testAgent(t))
+	d := &sharedDriver{dir: t.TempDir(), master: "spark://m:7077", p: &idleProcess{done: make(chan struct{})}}
+	ts.drv = d
+	defer d.p.Stop(0)
+
+	tk := &task{canceled: make(chan struct{})}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		ts.mu.Lock()
+		tk.markCanceled()
+		tk.markCanceled() // twice: no panic
+		ts.mu.Unlock()
+	}()
+	start := time.Now()
+	ts.waitReady(d, driverStartWait, tk.canceled)
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("the wait took %s after the cancel", took)
+	}
+	if d.ready() || !tk.cancel {
+		t.Fatal("canceled wait: the driver is not ready and the task is canceled")
+	}
+
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		os.WriteFile(filepath.Join(d.dir, driverGatewayFile), []byte(`{"port": 41000, "secret": "s3"}`), 0o600)
+	}()
+	ts.waitReady(d, driverStartWait, make(chan struct{}))
+	if !d.ready() || d.port != 41000 {
+		t.Fatalf("driver after the gateway: port %d", d.port)
+	}
+	if _, err := os.Stat(filepath.Join(d.dir, driverGatewayFile)); !os.IsNotExist(err) {
+		t.Fatal("the gateway file (it holds the secret) stays after it was read")
 	}
 }

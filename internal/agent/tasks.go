@@ -45,12 +45,23 @@ type task struct {
 	st     wire.TaskStatus
 	p      Process
 	cancel bool
-	relay  *http.Server
-	sock   string
+	// canceled is closed when cancel is set: a task waiting for the
+	// shared driver stops waiting.
+	canceled chan struct{}
+	relay    *http.Server
+	sock     string
 	// cold: the task runs as its own Spark application; drv: the shared
 	// driver it is attached to instead, while it runs.
 	cold bool
 	drv  *sharedDriver
+}
+
+// markCanceled records that the task is to stop; ts.mu is held.
+func (t *task) markCanceled() {
+	if !t.cancel {
+		t.cancel = true
+		close(t.canceled)
+	}
 }
 
 func newTaskSet(a *Agent) *taskSet {
@@ -124,7 +135,7 @@ func (ts *taskSet) start(spec wire.TaskSpec) {
 		ts.mu.Unlock()
 		return
 	}
-	t := &task{spec: spec, st: wire.TaskStatus{ID: spec.ID, State: wire.TaskRunning, StartedMillis: time.Now().UnixMilli()}}
+	t := &task{canceled: make(chan struct{}), spec: spec, st: wire.TaskStatus{ID: spec.ID, State: wire.TaskRunning, StartedMillis: time.Now().UnixMilli()}}
 	ts.m[spec.ID] = t
 	ts.mu.Unlock()
 	if err := ts.launch(t); err != nil {
@@ -205,7 +216,7 @@ func (ts *taskSet) launch(t *task) error {
 			// The shared driver started before this task and is nearer
 			// to ready than a cold start would be.
 			go func() {
-				ts.waitReady(d, driverStartWait)
+				ts.waitReady(d, driverStartWait, t.canceled)
 				ts.mu.Lock()
 				canceled := t.cancel
 				ts.mu.Unlock()
@@ -311,7 +322,7 @@ func (ts *taskSet) cancel(id string) {
 	ts.mu.Lock()
 	t, ok := ts.m[id]
 	if ok {
-		t.cancel = true
+		t.markCanceled()
 	}
 	var p Process
 	if ok {
@@ -333,7 +344,7 @@ func (ts *taskSet) stopAll() {
 		if t.st.State != wire.TaskRunning {
 			continue
 		}
-		t.cancel = true // one waiting for the shared driver does not start
+		t.markCanceled() // one waiting for the shared driver does not start
 		if t.p != nil {
 			ps = append(ps, t.p)
 		}
