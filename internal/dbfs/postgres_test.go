@@ -10,6 +10,9 @@ import (
 	"github.com/tandemdata/tandem/internal/testenv"
 )
 
+// TestMain stops the PostgreSQL server the tests share once they end.
+func TestMain(m *testing.M) { testenv.Main(m) }
+
 // The same DBFS on the PostgreSQL store: keys sort byte by byte there too,
 // so listings, version scans and the purge's expiry index behave alike.
 func TestDBFSOnPostgreSQL(t *testing.T) {

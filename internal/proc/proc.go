@@ -12,6 +12,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/user"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -28,8 +30,10 @@ type Spec struct {
 	Stdin  io.Reader
 	// ClearEnv starts the child with Env only.
 	ClearEnv bool
-	// User, if set and the parent runs as root, runs the child through
-	// runuser as that user (PostgreSQL refuses to run as root).
+	// User, if set and the parent runs as root, runs the child as that
+	// user (PostgreSQL refuses to run as root). The child is started with
+	// the user's ids directly, not through runuser, so the death signal
+	// reaches the child itself.
 	User string
 	// Detach lets the child outlive the parent (a new session, no death
 	// signal): instances keep running while the control plane restarts.
@@ -47,12 +51,17 @@ type Process struct {
 
 // Start starts the child described by spec.
 func Start(spec Spec) (*Process, error) {
-	path, args := spec.Path, spec.Args
+	var cred *syscall.Credential
 	if spec.User != "" && os.Geteuid() == 0 {
-		args = append([]string{"-u", spec.User, "--", path}, args...)
-		path = "runuser"
+		u, err := user.Lookup(spec.User)
+		if err != nil {
+			return nil, fmt.Errorf("start %s as %s: %w", spec.Path, spec.User, err)
+		}
+		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
-	cmd := exec.Command(path, args...)
+	cmd := exec.Command(spec.Path, spec.Args...)
 	cmd.Dir = spec.Dir
 	if spec.ClearEnv {
 		cmd.Env = append([]string(nil), spec.Env...)
@@ -61,9 +70,9 @@ func Start(spec Spec) (*Process, error) {
 	}
 	cmd.Stdout, cmd.Stderr, cmd.Stdin = spec.Stdout, spec.Stderr, spec.Stdin
 	if spec.Detach {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred}
 	} else {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.Path, err)

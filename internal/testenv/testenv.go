@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -19,6 +20,7 @@ var (
 
 // Main runs the tests and then stops every shared component they started.
 func Main(m *testing.M) {
+	inMain.Store(true)
 	code := m.Run()
 	cleanupMu.Lock()
 	for i := len(cleanups) - 1; i >= 0; i-- {
@@ -28,7 +30,18 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
+// inMain: the package's TestMain runs Main, which stops the shared
+// servers when its tests end.
+var inMain atomic.Bool
+
+// atExit registers fn to run when the package's tests end. A package whose
+// TestMain does not call Main would leave its servers running: that is a
+// programming error, and says so at once.
 func atExit(fn func()) {
+	if !inMain.Load() {
+		fn()
+		panic("testenv: this package starts shared test servers; its TestMain must be func TestMain(m *testing.M) { testenv.Main(m) }")
+	}
 	cleanupMu.Lock()
 	cleanups = append(cleanups, fn)
 	cleanupMu.Unlock()
