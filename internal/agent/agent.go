@@ -375,7 +375,6 @@ func (a *Agent) reportLoop(ctx context.Context) error {
 			return err
 		}
 		rep := wire.Report{Status: a.node.status(), Tasks: a.tasks.statuses()}
-		rep.Status.SharedDriver = a.tasks.sharedDriverStatus()
 		rep.Status.StartedMillis = a.started.UnixMilli()
 		rep.Status.Version = Version
 		rep.Spark = a.node.snapshot(ctx)

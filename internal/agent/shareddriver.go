@@ -69,7 +69,6 @@ type sharedDriver struct {
 	attached int
 	// stopped: the agent stopped it (its end is no failure).
 	stopped bool
-	started time.Time
 }
 
 func (d *sharedDriver) ready() bool { return d.port != 0 }
@@ -117,50 +116,6 @@ func planDriver(s driverState) driverAction {
 	}
 	// Wanted, or draining: the tasks still attached need its JVM.
 	return driverKeep
-}
-
-// driverReport is what reportDriver decides from.
-type driverReport struct {
-	want   bool          // as in driverState: this node offers a shared driver now
-	ready  bool          // the current driver has handed over its gateway
-	have   bool          // a current driver process is alive (starting or ready)
-	age    time.Duration // since the current driver started
-	failed bool          // one for this generation ended before it was ready
-}
-
-// reportDriver is the shared driver's state in the node's report. Pure.
-func reportDriver(r driverReport) string {
-	switch {
-	case !r.want:
-		return ""
-	case r.have && r.ready:
-		return wire.SharedDriverReady
-	case r.failed, r.have && r.age > driverStartWait:
-		return wire.SharedDriverUnavailable
-	}
-	return wire.SharedDriverStarting
-}
-
-// sharedDriverStatus is the node's wire.NodeStatus.SharedDriver.
-func (ts *taskSet) sharedDriverStatus() string {
-	if _, ok := ts.a.spark.(driverStarter); !ok {
-		return ""
-	}
-	asg, master, running := ts.sharedMaster()
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	r := driverReport{
-		want:   running && asg.SparkConf[SharedDriverConf] != "false" && !ts.coldRunningLocked(),
-		failed: ts.drvFailures > 0 && ts.drvFailedGen == asg.Generation,
-	}
-	if d := ts.drv; d != nil && d.gen == asg.Generation && d.master == master {
-		select {
-		case <-d.p.Done():
-		default:
-			r.have, r.ready, r.age = true, d.ready(), time.Since(d.started)
-		}
-	}
-	return reportDriver(r)
 }
 
 // attachable reports whether a runtime spec (as the agent completes it) can
@@ -233,8 +188,6 @@ func (ts *taskSet) tendDriver(ctx context.Context, starter driverStarter) {
 			if !d.ready() && !d.stopped {
 				ts.drvFailures++
 				ts.drvRetry = now.Add(driverBackoff(ts.drvFailures))
-				ts.drvFailedGen = d.gen
-				ts.a.notify()
 				ts.a.log.Warn("shared driver ended before it was ready", "failures", ts.drvFailures)
 			}
 			ts.drv, d = nil, nil
@@ -297,7 +250,6 @@ func (ts *taskSet) readGateway(d *sharedDriver) {
 	ts.drvFailures, ts.drvRetry = 0, time.Time{}
 	ts.mu.Unlock()
 	ts.a.log.Info("shared driver ready", "master", d.master)
-	ts.a.notify() // the cluster may be waiting for it to report RUNNING
 }
 
 func (ts *taskSet) startDriver(ctx context.Context, starter driverStarter, asg wire.Assignment, master string) (*sharedDriver, error) {
@@ -330,7 +282,7 @@ func (ts *taskSet) startDriver(ctx context.Context, starter driverStarter, asg w
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	return &sharedDriver{dir: dir, gen: asg.Generation, master: master, p: p, started: time.Now()}, nil
+	return &sharedDriver{dir: dir, gen: asg.Generation, master: master, p: p}, nil
 }
 
 // driverStartWait bounds how long a task waits for a shared driver that is

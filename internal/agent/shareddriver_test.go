@@ -6,8 +6,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/tandemdata/tandem/internal/agent/wire"
 )
 
 func TestAttachable(t *testing.T) {
@@ -61,31 +59,6 @@ func TestDriverBackoff(t *testing.T) {
 		if got := driverBackoff(n); got != want {
 			t.Errorf("driverBackoff(%d) = %s, want %s", n, got, want)
 		}
-	}
-}
-
-func TestReportDriver(t *testing.T) {
-	cases := []struct {
-		name string
-		r    driverReport
-		want string
-	}{
-		{"not offered: the cluster does not wait", driverReport{}, ""},
-		{"not offered, even if one failed", driverReport{failed: true}, ""},
-		{"wanted, not started yet", driverReport{want: true}, wire.SharedDriverStarting},
-		{"starting", driverReport{want: true, have: true, age: 3 * time.Second}, wire.SharedDriverStarting},
-		{"ready", driverReport{want: true, have: true, ready: true, age: time.Minute}, wire.SharedDriverReady},
-		{"ended before it was ready, backing off", driverReport{want: true, failed: true}, wire.SharedDriverUnavailable},
-		{"the retry is starting: still unavailable", driverReport{want: true, failed: true, have: true}, wire.SharedDriverUnavailable},
-		{"the retry came up", driverReport{want: true, failed: true, have: true, ready: true}, wire.SharedDriverReady},
-		{"hangs past the wait", driverReport{want: true, have: true, age: driverStartWait + time.Second}, wire.SharedDriverUnavailable},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			if got := reportDriver(c.r); got != c.want {
-				t.Fatalf("reportDriver(%+v) = %q, want %q", c.r, got, c.want)
-			}
-		})
 	}
 }
 

@@ -38,8 +38,6 @@ type taskSet struct {
 	// were ready; none starts before drvRetry.
 	drvFailures int
 	drvRetry    time.Time
-	// drvFailedGen is the assignment generation of the last failure.
-	drvFailedGen int64
 }
 
 type task struct {

@@ -272,7 +272,7 @@ func (s *Service) views(c Cluster, insts []Instance, now time.Time) ([]NodeView,
 		if seen && ob.status.Generation == in.Generation {
 			v.Phase, v.FailureCode, v.Message = ob.status.Phase, ob.status.FailureCode, ob.status.Message
 			v.InitScripts = ob.status.InitScripts
-			v.MasterURL, v.SharedDriver = ob.status.MasterURL, ob.status.SharedDriver
+			v.MasterURL = ob.status.MasterURL
 			v.Registered = ob.status.WorkerID != "" && registered[ob.status.WorkerID]
 		}
 		out = append(out, v)

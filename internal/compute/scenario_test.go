@@ -19,7 +19,7 @@ import (
 //
 //	cluster state=PENDING workers=2 [gen=1] [op=create] [autoterminate=10] [since=0]
 //	node ID driver|worker [gen=N]     an instance joins the cluster
-//	report ID phase=running [master=URL] [registered] [shared=starting|ready|unavailable] [failure=CODE] [message=TEXT] [scripts=global:SUCCEEDED,cluster:FAILED_EXECUTION]
+//	report ID phase=running [master=URL] [registered] [failure=CODE] [message=TEXT] [scripts=global:SUCCEEDED,cluster:FAILED_EXECUTION]
 //	lose ID | launchfail ID           heartbeats stop / the provider failed
 //	set state=RESTARTING gen=+1 workers=3 release-first=ID,...   what an API call (or the autoscaler) does
 //	time +SECONDS | busy | idle
@@ -136,7 +136,6 @@ func (sc *scenario) do(line string) error {
 		v.Phase = a["phase"]
 		v.MasterURL = a["master"]
 		v.Registered = a["registered"] == "true"
-		v.SharedDriver = a["shared"]
 		v.FailureCode, v.Message = a["failure"], a["message"]
 		v.InitScripts = nil
 		if s := a["scripts"]; s != "" {

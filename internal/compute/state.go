@@ -33,9 +33,6 @@ type NodeView struct {
 	MasterURL   string
 	// Registered: a worker the driver's master lists as ALIVE.
 	Registered bool
-	// SharedDriver: on the driver, its shared driver's state
-	// (wire.SharedDriver*; "" when it offers none).
-	SharedDriver string
 }
 
 // Input is everything one planning step of a cluster sees besides the
@@ -271,10 +268,6 @@ func step(c Cluster, nodes []NodeView, in Input) Step {
 		}
 	}
 	driverReady := driver != nil && driver.ClusterGen == cl.Generation && driver.Phase == wire.PhaseRunning && driver.MasterURL != ""
-	// The cluster is ready for work once the shared driver's SparkContext
-	// is up too (or known not to come): the first task then attaches at
-	// once.
-	contextReady := driverReady && driver.SharedDriver != wire.SharedDriverStarting
 
 	// Init scripts: report when the first node starts them and when the
 	// driver has run them (one node reports for all, as in Databricks).
@@ -292,7 +285,7 @@ func step(c Cluster, nodes []NodeView, in Input) Step {
 	busyNow := in.Busy
 	switch cl.State {
 	case Pending, Restarting:
-		if contextReady && ready >= target {
+		if driverReady && ready >= target {
 			wasRestart := cl.State == Restarting
 			cl.SparkContextID = in.ContextID
 			cl.LaunchFailures = 0
@@ -385,10 +378,8 @@ func pendingMessage(cl *Cluster, driver *NodeView, driverReady bool, ready, targ
 		return "Running init scripts."
 	case !driverReady:
 		return "Starting Spark on the driver."
-	case ready < target:
-		return fmt.Sprintf("Waiting for workers to join the driver: %d of %d.", ready, target)
 	default:
-		return "Starting the Spark context on the driver."
+		return fmt.Sprintf("Waiting for workers to join the driver: %d of %d.", ready, target)
 	}
 }
 

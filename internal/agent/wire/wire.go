@@ -214,23 +214,7 @@ type NodeStatus struct {
 	// DecommissionStarted until its worker runs no executor (blocks
 	// migrated, executors exited), then DecommissionDone.
 	Decommission string `json:"decommission,omitempty"`
-	// SharedDriver is, on a running driver node that offers tasks a
-	// shared driver, where that driver is: SharedDriverStarting, Ready or
-	// Unavailable. Empty when the node offers none (the cluster turned it
-	// off, a cold task runs, or the agent cannot start one): the cluster
-	// does not wait for it.
-	SharedDriver string `json:"shared_driver,omitempty"`
 }
-
-// Shared driver states (NodeStatus.SharedDriver). A cluster reports
-// RUNNING once its driver node's shared driver is no longer starting, so
-// the first task on a RUNNING cluster attaches at once, as a command on a
-// RUNNING Databricks cluster does.
-const (
-	SharedDriverStarting    = "starting"
-	SharedDriverReady       = "ready"
-	SharedDriverUnavailable = "unavailable" // it failed or hangs: tasks start cold
-)
 
 // Decommission progress of a worker.
 const (
