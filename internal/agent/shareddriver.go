@@ -175,6 +175,8 @@ func (ts *taskSet) sharedMaster() (asg wire.Assignment, master string, ok bool) 
 }
 
 func (ts *taskSet) tendDriver(ctx context.Context, starter driverStarter) {
+	ts.tendMu.Lock()
+	defer ts.tendMu.Unlock()
 	asg, master, running := ts.sharedMaster()
 	now := time.Now()
 	ts.mu.Lock()

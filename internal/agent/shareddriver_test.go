@@ -1,11 +1,16 @@
 package agent
 
 import (
+	"context"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tandemdata/tandem/internal/agent/wire"
 )
 
 func TestAttachable(t *testing.T) {
@@ -109,5 +114,101 @@ func TestWaitReadyEndsOnCancelOrGateway(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(d.dir, driverGatewayFile)); !os.IsNotExist(err) {
 		t.Fatal("the gateway file (it holds the secret) stays after it was read")
+	}
+}
+
+// driverSpark is a Spark whose shared driver comes up (writes its
+// gateway) after a delay and whose tasks run until stopped.
+type driverSpark struct {
+	Spark
+	up time.Duration
+
+	mu      sync.Mutex
+	drivers int
+	tasks   []TaskLaunch
+	procs   []*idleProcess
+}
+
+func (s *driverSpark) proc() *idleProcess {
+	p := &idleProcess{done: make(chan struct{})}
+	s.mu.Lock()
+	s.procs = append(s.procs, p)
+	s.mu.Unlock()
+	return p
+}
+
+func (s *driverSpark) StartDriver(ctx context.Context, l TaskLaunch, dir string) (Process, error) {
+	s.mu.Lock()
+	s.drivers++
+	s.mu.Unlock()
+	time.AfterFunc(s.up, func() {
+		os.WriteFile(filepath.Join(dir, driverGatewayFile), []byte(`{"port": 41000, "secret": "s3"}`), 0o600)
+	})
+	return s.proc(), nil
+}
+
+func (s *driverSpark) StartTask(ctx context.Context, l TaskLaunch) (Process, error) {
+	s.mu.Lock()
+	s.tasks = append(s.tasks, l)
+	s.mu.Unlock()
+	return s.proc(), nil
+}
+
+// TestTaskArrivingBeforeTheSharedDriverStartsWaitsForIt: a task that
+// arrives on a running driver node before the driver loop has started the
+// shared driver (no loop runs here at all) starts it and attaches to it,
+// instead of starting cold, which would hold the shared driver off.
+func TestTaskArrivingBeforeTheSharedDriverStartsWaitsForIt(t *testing.T) {
+	a := testAgent(t)
+	a.cfg.ControlURL = "https://127.0.0.1:1" // the task's API relay, unused here
+	a.client = &http.Client{}
+	sp := &driverSpark{up: 300 * time.Millisecond}
+	a.spark = sp
+	var err error
+	if a.logs, err = newLogSpool(filepath.Join(a.dir, "spool")); err != nil {
+		t.Fatal(err)
+	}
+	a.node = newNode(a)
+	a.node.asg = wire.Assignment{Generation: 1, ClusterID: "c1", Role: wire.RoleDriver}
+	a.node.st.Phase, a.node.st.MasterURL = wire.PhaseRunning, "spark://127.0.0.1:7077"
+	os.MkdirAll(a.node.sparkDir(), 0o700)
+	a.tasks = newTaskSet(a)
+	ts := a.tasks
+	defer func() {
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		for _, p := range sp.procs {
+			p.Stop(0)
+		}
+	}()
+
+	ts.start(wire.TaskSpec{ID: "t1", Kind: wire.TaskRuntime, Spec: []byte(`{"notebook": "print(1)"}`)})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		sp.mu.Lock()
+		n := len(sp.tasks)
+		sp.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the task never started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.drivers != 1 {
+		t.Fatalf("%d shared drivers started, want 1", sp.drivers)
+	}
+	env := strings.Join(sp.tasks[0].Env, " ")
+	if !strings.Contains(env, "PYSPARK_GATEWAY_PORT=41000") || !strings.Contains(env, "TANDEM_JOB_TAG=tandem-task-t1") {
+		t.Fatalf("the task started cold, not attached: env %q", env)
+	}
+	ts.mu.Lock()
+	cold := ts.m["t1"].cold
+	ts.mu.Unlock()
+	if cold {
+		t.Fatal("the task is marked cold")
 	}
 }

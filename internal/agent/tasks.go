@@ -38,6 +38,9 @@ type taskSet struct {
 	// were ready; none starts before drvRetry.
 	drvFailures int
 	drvRetry    time.Time
+	// tendMu serializes tendDriver (the loop, and a task that arrives
+	// between two of its looks).
+	tendMu sync.Mutex
 }
 
 type task struct {
@@ -211,6 +214,13 @@ func (ts *taskSet) launch(t *task) error {
 		_, shared, _ := ts.sharedMaster()
 		if !attachable(spec, shared) {
 			break
+		}
+		if starter, ok := ts.a.spark.(driverStarter); ok {
+			// A shared driver wanted but not started yet (the node's
+			// Spark came up, or the cold tasks ended, since the loop's
+			// last look) starts now, and the task waits for it rather
+			// than start cold and hold it off.
+			ts.tendDriver(context.Background(), starter)
 		}
 		if d := ts.startingDriver(shared); d != nil {
 			// The shared driver started before this task and is nearer
