@@ -100,7 +100,7 @@ func TestWaitReadyEndsOnCancelOrGateway(t *testing.T) {
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("the wait took %s after the cancel", took)
 	}
-	if d.ready() || !tk.cancel {
+	if d.ready() || !tk.isCanceled() {
 		t.Fatal("canceled wait: the driver is not ready and the task is canceled")
 	}
 

@@ -44,12 +44,11 @@ type taskSet struct {
 }
 
 type task struct {
-	spec   wire.TaskSpec
-	st     wire.TaskStatus
-	p      Process
-	cancel bool
-	// canceled is closed when cancel is set: a task waiting for the
-	// shared driver stops waiting.
+	spec wire.TaskSpec
+	st   wire.TaskStatus
+	p    Process
+	// canceled is closed when the task is to stop (a cancel, or the
+	// agent stopping): a task waiting for the shared driver stops waiting.
 	canceled chan struct{}
 	relay    *http.Server
 	sock     string
@@ -61,9 +60,18 @@ type task struct {
 
 // markCanceled records that the task is to stop; ts.mu is held.
 func (t *task) markCanceled() {
-	if !t.cancel {
-		t.cancel = true
+	if !t.isCanceled() {
 		close(t.canceled)
+	}
+}
+
+// isCanceled reports whether markCanceled was called.
+func (t *task) isCanceled() bool {
+	select {
+	case <-t.canceled:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -227,10 +235,7 @@ func (ts *taskSet) launch(t *task) error {
 			// to ready than a cold start would be.
 			go func() {
 				ts.waitReady(d, driverStartWait, t.canceled)
-				ts.mu.Lock()
-				canceled := t.cancel
-				ts.mu.Unlock()
-				if canceled {
+				if t.isCanceled() {
 					ts.finish(t, -1, "The task was canceled.")
 					return
 				}
@@ -291,7 +296,7 @@ func (ts *taskSet) launchCold(t *task, l TaskLaunch) error {
 func (ts *taskSet) started(t *task, p Process) {
 	ts.mu.Lock()
 	t.p = p
-	canceled := t.cancel
+	canceled := t.isCanceled()
 	ts.mu.Unlock()
 	if canceled {
 		p.Stop(5 * time.Second)
@@ -321,7 +326,7 @@ func (ts *taskSet) wait(t *task, dir string) {
 		ts.mu.Unlock()
 	}
 	ts.mu.Lock()
-	if t.cancel && msg == "" {
+	if t.isCanceled() && msg == "" {
 		msg = "The task was canceled."
 	}
 	ts.mu.Unlock()
