@@ -112,12 +112,6 @@ func shuffleFirstOrder(ws []Worker, now time.Time) {
 		if a.ShuffleBytes != b.ShuffleBytes {
 			return a.ShuffleBytes < b.ShuffleBytes
 		}
-		if a.ActiveTasks != b.ActiveTasks {
-			return a.ActiveTasks < b.ActiveTasks
-		}
-		if ai, bi := a.IdleFor(now), b.IdleFor(now); ai != bi {
-			return ai > bi
-		}
-		return lessID(a.ID, b.ID)
+		return lessBusy(a, b, now)
 	})
 }

@@ -159,14 +159,20 @@ func removalOrder(ws []Worker, now time.Time) {
 		if a.ShuffleBytes != b.ShuffleBytes {
 			return a.ShuffleBytes < b.ShuffleBytes
 		}
-		if a.ActiveTasks != b.ActiveTasks {
-			return a.ActiveTasks < b.ActiveTasks
-		}
-		if ai, bi := a.IdleFor(now), b.IdleFor(now); ai != bi {
-			return ai > bi
-		}
-		return lessID(a.ID, b.ID)
+		return lessBusy(a, b, now)
 	})
+}
+
+// lessBusy is the last word of both removal orders: fewest running tasks
+// first, then the longest idle, then the id.
+func lessBusy(a, b Worker, now time.Time) bool {
+	if a.ActiveTasks != b.ActiveTasks {
+		return a.ActiveTasks < b.ActiveTasks
+	}
+	if ai, bi := a.IdleFor(now), b.IdleFor(now); ai != bi {
+		return ai > bi
+	}
+	return lessID(a.ID, b.ID)
 }
 
 // lessID orders ids naturally, numbers by value ("w2" before "w10"), so
