@@ -17,7 +17,11 @@ import (
 	"github.com/tandemdata/tandem/internal/compute/provider/local"
 	"github.com/tandemdata/tandem/internal/config"
 	"github.com/tandemdata/tandem/internal/server/servertest"
+	"github.com/tandemdata/tandem/internal/testenv"
 )
+
+// TestMain: testenv's watchdog names a hung test before go test's timeout.
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 // sparkConf keeps Spark small on a two-core test machine.
 var sparkConf = map[string]string{

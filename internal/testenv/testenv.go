@@ -19,15 +19,25 @@ var (
 )
 
 // Main runs the tests and then stops every shared component they started.
+// A watchdog ends a hung binary shortly before go test's -timeout would,
+// saying which tests hang and where (see watchdog.go).
 func Main(m *testing.M) {
 	inMain.Store(true)
+	stop := startWatchdog(stopShared)
 	code := m.Run()
+	stop()
+	stopShared()
+	os.Exit(code)
+}
+
+// stopShared stops the shared components, newest first, once.
+func stopShared() {
 	cleanupMu.Lock()
+	defer cleanupMu.Unlock()
 	for i := len(cleanups) - 1; i >= 0; i-- {
 		cleanups[i]()
 	}
-	cleanupMu.Unlock()
-	os.Exit(code)
+	cleanups = nil
 }
 
 // inMain: the package's TestMain runs Main, which stops the shared
