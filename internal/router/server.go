@@ -87,6 +87,10 @@ func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := s.http.Shutdown(ctx)
+	if err != nil {
+		// Past the bound, a call in flight loses its connection.
+		s.http.Close()
+	}
 	if s.cancel != nil {
 		s.cancel()
 	}

@@ -87,6 +87,9 @@ type Server struct {
 	NodeMetrics *nodemetrics.Service
 	// Gateway is where instances' agents connect (mutual TLS).
 	Gateway *gateway.Gateway
+	// ShutdownGrace bounds how long Close lets calls in flight finish
+	// before it closes their connections (15 s when zero).
+	ShutdownGrace time.Duration
 	// DR is the region's disaster-recovery role, epoch and follower.
 	DR *dr.Region
 	// Replication serves the change log and shared keys to the peer.
@@ -542,8 +545,18 @@ func (s *Server) Close() error {
 	}
 	s.loopWG.Wait()
 	if s.http != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		s.http.Shutdown(ctx)
+		grace := s.ShutdownGrace
+		if grace <= 0 {
+			grace = 15 * time.Second
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		if err := s.http.Shutdown(ctx); err != nil {
+			// A call still in flight past the bound (a body that stopped
+			// arriving, a reader that stopped reading) would hold what the
+			// state's close waits for: its connection is closed under it.
+			s.log.Warn("calls still in flight at shutdown: closing their connections", "err", err)
+			s.http.Close()
+		}
 		cancel()
 	}
 	if s.cancel != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
+	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -139,5 +141,47 @@ func TestServerRunsOnPostgreSQL(t *testing.T) {
 	user := srv.NewUser("pg@example.com", false)
 	if _, err := srv.SDK(user.Token).CurrentUser.Me(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A call whose body stopped arriving does not outlive Close: past the
+// grace, its connection is closed under it, so it cannot hold what closing
+// the state waits for.
+func TestCloseEndsACallWhoseBodyStoppedArriving(t *testing.T) {
+	srv := servertest.Start(t)
+	srv.ShutdownGrace = 300 * time.Millisecond
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	form := multipart.NewWriter(pw)
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/2.0/dbfs/put", pr)
+	req.Header.Set("Authorization", "Bearer "+srv.AdminToken)
+	req.Header.Set("Content-Type", form.FormDataContentType())
+	done := make(chan error, 1)
+	go func() {
+		resp, err := (&http.Client{Transport: srv.Transport()}).Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	form.WriteField("path", "/stalled.bin")
+	f, _ := form.CreateFormFile("file", "stalled.bin")
+	f.Write(make([]byte, 300<<10)) // a few blocks' worth arrives, then nothing
+	time.Sleep(200 * time.Millisecond)
+
+	closed := make(chan struct{})
+	go func() { srv.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("the stalled upload was answered as if it had completed")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stalled upload's connection is still open after Close returned")
 	}
 }
