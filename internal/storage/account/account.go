@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandemdata/tandem/internal/keys"
@@ -86,10 +87,14 @@ type Account struct {
 	opts Options
 
 	// mu is held shared by writes and exclusively while the stack changes,
-	// so a reconfiguration never races a write.
+	// so a reconfiguration never races a write (see restartLoopsLocked for
+	// the loops).
 	mu  sync.RWMutex
 	st  *stack
 	set Settings
+	// now is st for readers that do not take mu (current): the loops (the
+	// geo shipper names the account key on every shipment) and reads.
+	now atomic.Pointer[stack]
 
 	loopMu  sync.Mutex
 	loopCtx context.Context
@@ -204,7 +209,8 @@ func Open(ctx context.Context, opts Options) (*Account, error) {
 			return nil, err
 		}
 	}
-	a.st, a.set = st, set
+	a.setStack(st)
+	a.set = set
 	return a, nil
 }
 
@@ -446,10 +452,13 @@ func (a *Account) openToken(ctx context.Context, vk *VaultKey) (string, error) {
 	return string(t), nil
 }
 
-func (a *Account) current() *stack {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	return a.st
+// current is the stack in use, without waiting for a reconfiguration.
+func (a *Account) current() *stack { return a.now.Load() }
+
+// setStack makes st the stack in use; the caller holds mu.
+func (a *Account) setStack(st *stack) {
+	a.st = st
+	a.now.Store(st)
 }
 
 func (a *Account) writable() error {
@@ -584,9 +593,7 @@ func (r refused) List(context.Context, string, func(storage.ObjectInfo) error) e
 func (a *Account) Run(ctx context.Context) {
 	a.loopMu.Lock()
 	a.loopCtx = ctx
-	a.mu.RLock()
-	a.startLoopsLocked()
-	a.mu.RUnlock()
+	a.restartLoopsLocked()
 	a.loopMu.Unlock()
 	if a.opts.Pairing != nil && !a.opts.ReadOnly {
 		done := make(chan struct{})
@@ -611,6 +618,20 @@ func (a *Account) Run(ctx context.Context) {
 	a.stopLoopsLocked()
 	a.loopCtx = nil
 	a.loopMu.Unlock()
+}
+
+// The loops and mu: Reload, Update and completeConversion stop the loops
+// before they take mu and start them again once they have let go of it, so
+// a loop waiting on mu's read side cannot hold them up. Failover is the
+// exception: a planned failover waits, holding mu, for the shipper to empty
+// its backlog, so the shipper must not take mu (current does not).
+
+// restartLoopsLocked starts the current stack's loops; the caller holds
+// loopMu and not mu.
+func (a *Account) restartLoopsLocked() {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	a.startLoopsLocked()
 }
 
 // startLoopsLocked starts the current stack's loops; the caller holds
@@ -691,6 +712,8 @@ func (a *Account) empty(ctx context.Context, st *stack) (bool, error) {
 func (a *Account) Update(ctx context.Context, next Settings, by string) (Settings, error) {
 	a.loopMu.Lock()
 	defer a.loopMu.Unlock()
+	a.stopLoopsLocked()
+	defer a.restartLoopsLocked()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	cur := a.set
@@ -720,8 +743,6 @@ func (a *Account) Update(ctx context.Context, next Settings, by string) (Setting
 			return Settings{}, fmt.Errorf("the new key cannot wrap: %w", err)
 		}
 	}
-	a.stopLoopsLocked()
-	defer a.startLoopsLocked()
 	old := a.st
 	if !change.InfraConvert {
 		next.InfrastructureConversion = cur.InfrastructureConversion
@@ -785,7 +806,8 @@ func (a *Account) Update(ctx context.Context, next Settings, by string) (Setting
 	if st != old {
 		old.close()
 	}
-	a.st, a.set = st, next
+	a.setStack(st)
+	a.set = next
 	return redact(next), nil
 }
 
@@ -901,21 +923,22 @@ func (a *Account) Failover(ctx context.Context, kind FailoverKind, by string) (S
 	if err != nil {
 		// Back to the old stack: nothing changed yet.
 		if st2, err2 := a.build(ctx, a.set, a.set.Encryption); err2 == nil {
-			a.st = st2
+			a.setStack(st2)
 		}
 		return Settings{}, fmt.Errorf("open the secondary copy: %w", err)
 	}
 	if _, err := a.opts.Store.Update(ctx, func(tx store.Tx) error { return store.Put(tx, Kind, a.opts.Name, next) }); err != nil {
 		nst.close()
 		if st2, err2 := a.build(ctx, a.set, a.set.Encryption); err2 == nil {
-			a.st = st2
+			a.setStack(st2)
 		}
 		return Settings{}, err
 	}
 	// The old primary's journal is void: what it held is lost (Unplanned)
 	// or shipped (Planned).
 	os.RemoveAll(a.journalDir(a.set.Site))
-	a.st, a.set = nst, next
+	a.setStack(nst)
+	a.set = next
 	a.opts.Log.Warn("storage account failed over", "site", next.Site, "last_sync_time", time.UnixMilli(next.FailoverLastSyncTime))
 	return redact(next), nil
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -712,4 +713,64 @@ func TestSecondaryRegionAccountIsPluggable(t *testing.T) {
 	if _, err := f.acc.Failover(bg, Unplanned, "admin"); !errors.As(err, &inv) {
 		t.Fatalf("failover to a remote secondary = %v", err)
 	}
+}
+
+// namingSecondary is a secondary region's account that, like disaster
+// recovery's, asks the sending account for its key id on every shipment;
+// its first shipment waits at the door until the test opens it.
+type namingSecondary struct {
+	storage.Backend
+	acc     func() *Account
+	arrived chan struct{}
+	door    chan struct{}
+	once    sync.Once
+}
+
+func (n *namingSecondary) Put(ctx context.Context, name string, r io.Reader) error {
+	n.once.Do(func() {
+		close(n.arrived)
+		<-n.door
+	})
+	if n.acc().KeyID() == "" {
+		return errors.New("no account key id")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return n.Backend.Put(ctx, name, r)
+}
+
+// A reconfiguration stops the account's loops while it holds the account
+// still; a shipment in flight that names the account key must not wait for
+// it (it did: a promoted region's Reload and the shipper waited on each
+// other for ever).
+func TestReloadDoesNotWaitForAShipmentThatNamesTheAccountKey(t *testing.T) {
+	var f *fixture
+	sec := &namingSecondary{acc: func() *Account { return f.acc }, arrived: make(chan struct{}), door: make(chan struct{})}
+	f = newFixture(t, Settings{Redundancy: GRS}, func(o *Options) {
+		o.Secondary = func(context.Context) (storage.Backend, error) {
+			b, err := local.New(filepath.Join(t.TempDir(), "remote"))
+			sec.Backend = b
+			return sec, err
+		}
+	})
+	storagetest.Put(t, f.acc, "dbfs/x", []byte("shipped"))
+	select {
+	case <-sec.arrived:
+	case <-time.After(20 * time.Second):
+		t.Fatal("nothing was shipped")
+	}
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- f.acc.Reload(bg) }()
+	time.Sleep(200 * time.Millisecond) // Reload holds the account and stops the loops
+	close(sec.door)
+	select {
+	case err := <-reloaded:
+		if err != nil {
+			t.Fatalf("reload: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Reload and the shipment wait on each other")
+	}
+	f.waitSynced(t)
 }

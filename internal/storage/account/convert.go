@@ -140,13 +140,13 @@ func (a *Account) convertObject(ctx context.Context, st *stack, below storage.Ba
 func (a *Account) completeConversion(ctx context.Context) error {
 	a.loopMu.Lock()
 	defer a.loopMu.Unlock()
+	a.stopLoopsLocked()
+	defer a.restartLoopsLocked()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.set.InfrastructureConversion == "" {
 		return nil
 	}
-	a.stopLoopsLocked()
-	defer a.startLoopsLocked()
 	old := a.st
 	next := a.set
 	next.InfrastructureConversion = ""
@@ -166,7 +166,8 @@ func (a *Account) completeConversion(ctx context.Context) error {
 		}
 	}
 	old.close()
-	a.st, a.set = st, next
+	a.setStack(st)
+	a.set = next
 	a.conv.mu.Lock()
 	a.conv.converted, a.conv.remaining, a.conv.lastError = 0, 0, ""
 	a.conv.mu.Unlock()

@@ -228,6 +228,8 @@ func (a *Account) followSettings(ctx context.Context, interval time.Duration) {
 func (a *Account) Reload(ctx context.Context) error {
 	a.loopMu.Lock()
 	defer a.loopMu.Unlock()
+	a.stopLoopsLocked()
+	defer a.restartLoopsLocked()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var set Settings
@@ -239,19 +241,18 @@ func (a *Account) Reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reload the account's settings: %w", err)
 	}
-	a.stopLoopsLocked()
-	defer a.startLoopsLocked()
 	old := a.st
 	old.close()
 	st, err := a.build(ctx, set, set.Encryption)
 	if err != nil {
 		if st2, err2 := a.build(ctx, a.set, a.set.Encryption); err2 == nil {
-			a.st = st2
+			a.setStack(st2)
 		} else {
 			a.opts.Log.Error("storage reload: the account could not be opened again", "err", err2)
 		}
 		return fmt.Errorf("reload the account: %w", err)
 	}
-	a.st, a.set = st, set
+	a.setStack(st)
+	a.set = set
 	return nil
 }
