@@ -110,6 +110,8 @@ func TestKillNineOfThePrimaryThenUnplannedFailover(t *testing.T) {
 		stop  = make(chan struct{})
 		wg    sync.WaitGroup
 	)
+	stopWriters := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopWriters() // a failure before the writers are stopped does not leave them running
 	for g := 0; g < 4; g++ {
 		wg.Add(1)
 		go func() {
@@ -135,12 +137,12 @@ func TestKillNineOfThePrimaryThenUnplannedFailover(t *testing.T) {
 	if err := syscall.Kill(sec.PID, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	defer syscall.Kill(sec.PID, syscall.SIGCONT) // a stopped region would never stop
 	time.Sleep(1500 * time.Millisecond)
 	if err := syscall.Kill(prim.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	close(stop)
-	wg.Wait()
+	stopWriters()
 	syscall.Kill(sec.PID, syscall.SIGCONT)
 
 	start := time.Now()

@@ -48,6 +48,8 @@ func TestClientsKeepTheWorkspaceURLThroughAFailover(t *testing.T) {
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	stopWriters := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopWriters() // a failure before the writers are stopped does not leave them running
 	var ok, failed atomic.Int64
 	var firstErr atomic.Value
 	for g := 0; g < 4; g++ {
@@ -84,8 +86,7 @@ func TestClientsKeepTheWorkspaceURLThroughAFailover(t *testing.T) {
 		t.Fatalf("failback: %v", err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	stopWriters()
 	if failed.Load() != 0 {
 		t.Errorf("%d of %d writes through the router failed; first: %v", failed.Load(), failed.Load()+ok.Load(), firstErr.Load())
 	}
