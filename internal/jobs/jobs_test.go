@@ -606,3 +606,38 @@ func TestTaskValuesReachTheTasksAfter(t *testing.T) {
 		t.Errorf("get-output shows task values: %s", out.Body)
 	}
 }
+
+// A planned failover drains the region: it counts the runs still going
+// and, if asked, cancels them (dr's Work interface).
+func TestDrainCountsAndCancelsTheRunsStillGoing(t *testing.T) {
+	c, r := newFakeCompute(), newFakeRunner()
+	srv := start(t, c, r)
+	w := srv.SDK(srv.AdminToken)
+	job, err := w.Jobs.Create(ctx, sdkjobs.CreateJob{Name: "long", MaxConcurrentRuns: 2, Tasks: []sdkjobs.Task{pyTask("a", "/slow.py")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for range 2 {
+		resp, err := w.Jobs.RunNow(ctx, sdkjobs.RunNow{JobId: job.JobId})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, resp.Response.RunId)
+	}
+	if n, err := srv.Jobs.ActiveWork(ctx); err != nil || n != 2 {
+		t.Fatalf("active work = %d, %v; want 2", n, err)
+	}
+	if n, err := srv.Jobs.CancelWork(ctx); err != nil || n != 2 {
+		t.Fatalf("cancelled = %d, %v; want 2", n, err)
+	}
+	for _, id := range ids {
+		run, err := w.Jobs.WaitGetRunJobTerminatedOrSkipped(ctx, id, time.Minute, nil)
+		if err != nil || run.State.ResultState != sdkjobs.RunResultStateCanceled {
+			t.Fatalf("run %d after the drain: %+v %v", id, run.State, err)
+		}
+	}
+	if n, err := srv.Jobs.ActiveWork(ctx); err != nil || n != 0 {
+		t.Fatalf("active work after the drain = %d, %v; want 0", n, err)
+	}
+}

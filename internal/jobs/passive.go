@@ -25,8 +25,8 @@ func init() { replication.RegisterPosture(kindJob, PassivePosture) }
 func (s *Service) ActiveWork(ctx context.Context) (int, error) {
 	n := 0
 	err := s.Store.View(ctx, func(tx store.Tx) error {
-		return store.ScanPrefix(tx, kindActive, "", func(_ string, id int64) error {
-			rec, err := store.Get[record](tx, kindRun, runKey(id))
+		return store.ScanPrefix(tx, kindActive, "", func(_ string, e activeEntry) error {
+			rec, err := store.Get[record](tx, kindRun, runKey(e.RunID))
 			if err != nil {
 				return err
 			}
@@ -45,8 +45,8 @@ func (s *Service) CancelWork(ctx context.Context) (int, error) {
 	n := 0
 	_, err := s.Store.Update(ctx, func(tx store.Tx) error {
 		n = 0
-		return store.ScanPrefix(tx, kindActive, "", func(_ string, id int64) error {
-			rec, err := store.Get[record](tx, kindRun, runKey(id))
+		return store.ScanPrefix(tx, kindActive, "", func(_ string, e activeEntry) error {
+			rec, err := store.Get[record](tx, kindRun, runKey(e.RunID))
 			if err != nil {
 				return err
 			}
