@@ -538,26 +538,31 @@ func (a *Account) List(ctx context.Context, prefix string, fn func(storage.Objec
 // Secondary is the read-only secondary endpoint of an RA- account (reads
 // are refused without read access or geo-replication).
 func (a *Account) Secondary() storage.Backend {
+	// The key records are read from the secondary, possibly another
+	// region's over the link: not with the account held (a reload would
+	// wait behind the link), and not for ever.
 	a.mu.RLock()
-	defer a.mu.RUnlock()
-	st := a.st
+	st, enc := a.st, a.set.Encryption
+	a.mu.RUnlock()
 	if st.geo == nil {
 		return refused{}
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	var b storage.Backend = st.geo.Secondary()
 	// Decrypt with the same layers: the secondary holds the same records.
 	if st.infra != nil {
-		infra, err := sse.Open(context.Background(), sse.Config{Inner: b, KEK: a.infraKEK(), Record: "infrastructure", Algorithm: sse.XChaCha20Poly1305})
+		infra, err := sse.Open(ctx, sse.Config{Inner: b, KEK: a.infraKEK(), Record: "infrastructure", Algorithm: sse.XChaCha20Poly1305})
 		if err != nil {
 			return refused{err: err}
 		}
 		b = infra
 	}
-	kek, err := a.kek(context.Background(), a.set.Encryption)
+	kek, err := a.kek(ctx, enc)
 	if err != nil {
 		return refused{err: err}
 	}
-	svc, err := sse.Open(context.Background(), sse.Config{Inner: b, KEK: kek, Record: "service", Algorithm: sse.AES256GCM, KeyCacheTTL: a.opts.KeyCacheTTL})
+	svc, err := sse.Open(ctx, sse.Config{Inner: b, KEK: kek, Record: "service", Algorithm: sse.AES256GCM, KeyCacheTTL: a.opts.KeyCacheTTL})
 	if err != nil {
 		return refused{err: err}
 	}
