@@ -74,6 +74,9 @@ func Start(spec Spec) (*Process, error) {
 	} else {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
 	}
+	// A grandchild that left the process group (a daemon) and kept the
+	// output pipe open would keep Wait, and so Done, from ever returning.
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.Path, err)
 	}
