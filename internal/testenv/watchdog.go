@@ -38,13 +38,14 @@ func startWatchdog(stopAll func()) (stop func()) {
 		buf := make([]byte, 64<<20)
 		buf = buf[:runtime.Stack(buf, true)]
 		os.Stderr.Write(buf)
-		fmt.Fprintf(os.Stderr, "\n%s", hangDigest(string(buf), timeout))
 		stopped := make(chan struct{})
 		go func() { stopAll(); close(stopped) }()
 		select {
 		case <-stopped:
 		case <-time.After(10 * time.Second):
 		}
+		// Last, after whatever stopping the shared servers printed.
+		fmt.Fprintf(os.Stderr, "\n%s", hangDigest(string(buf), timeout))
 		os.Exit(2)
 	})
 	return func() { t.Stop() }
