@@ -90,10 +90,10 @@ type Account struct {
 	// so a reconfiguration never races a write (see restartLoopsLocked for
 	// the loops).
 	mu  sync.RWMutex
-	st  *stack
 	set Settings
-	// now is st for readers that do not take mu (current): the loops (the
-	// geo shipper names the account key on every shipment) and reads.
+	// now is the stack in use (current). It is replaced only with mu held
+	// exclusively (setStack), and read without mu: the loops (the geo
+	// shipper names the account key on every shipment) must not take it.
 	now atomic.Pointer[stack]
 
 	loopMu  sync.Mutex
@@ -456,10 +456,7 @@ func (a *Account) openToken(ctx context.Context, vk *VaultKey) (string, error) {
 func (a *Account) current() *stack { return a.now.Load() }
 
 // setStack makes st the stack in use; the caller holds mu.
-func (a *Account) setStack(st *stack) {
-	a.st = st
-	a.now.Store(st)
-}
+func (a *Account) setStack(st *stack) { a.now.Store(st) }
 
 func (a *Account) writable() error {
 	if a.opts.ReadOnly {
@@ -489,7 +486,7 @@ func (a *Account) Put(ctx context.Context, name string, r io.Reader) error {
 	if a.set.InfrastructureConversion != "" {
 		defer a.lockName(name)()
 	}
-	return a.view(a.st).Put(ctx, name, r)
+	return a.view(a.current()).Put(ctx, name, r)
 }
 
 // Get reads a plaintext range.
@@ -522,7 +519,7 @@ func (a *Account) Delete(ctx context.Context, name string) error {
 	if a.set.InfrastructureConversion != "" {
 		defer a.lockName(name)()
 	}
-	return a.view(a.st).Delete(ctx, name)
+	return a.view(a.current()).Delete(ctx, name)
 }
 
 // List lists the callers' objects (never the account's own records).
@@ -542,7 +539,7 @@ func (a *Account) Secondary() storage.Backend {
 	// region's over the link: not with the account held (a reload would
 	// wait behind the link), and not for ever.
 	a.mu.RLock()
-	st, enc := a.st, a.set.Encryption
+	st, enc := a.current(), a.set.Encryption
 	a.mu.RUnlock()
 	if st.geo == nil {
 		return refused{}
@@ -647,7 +644,7 @@ func (a *Account) startLoopsLocked() {
 	}
 	ctx, cancel := context.WithCancel(a.loopCtx)
 	a.cancel = cancel
-	st := a.st
+	st := a.current()
 	run := func(fn func(context.Context)) {
 		a.loops.Add(1)
 		go func() {
@@ -725,7 +722,7 @@ func (a *Account) Update(ctx context.Context, next Settings, by string) (Setting
 	next.Name, next.Site = cur.Name, cur.Site
 	next.LastFailoverTime, next.FailoverLastSyncTime = cur.LastFailoverTime, cur.FailoverLastSyncTime
 	keepTokens(cur.Encryption, &next.Encryption)
-	empty, err := a.empty(ctx, a.st)
+	empty, err := a.empty(ctx, a.current())
 	if err != nil {
 		return Settings{}, err
 	}
@@ -748,7 +745,7 @@ func (a *Account) Update(ctx context.Context, next Settings, by string) (Setting
 			return Settings{}, fmt.Errorf("the new key cannot wrap: %w", err)
 		}
 	}
-	old := a.st
+	old := a.current()
 	if !change.InfraConvert {
 		next.InfrastructureConversion = cur.InfrastructureConversion
 	} else if next.Encryption.InfrastructureEncryption {
@@ -883,7 +880,7 @@ func (a *Account) RotateKey(ctx context.Context) (KeyStatus, error) {
 			return KeyStatus{}, err
 		}
 	}
-	if err := a.st.svc.Rewrap(ctx, kek); err != nil {
+	if err := a.current().svc.Rewrap(ctx, kek); err != nil {
 		return KeyStatus{}, err
 	}
 	return a.keyStatusLocked(), nil
@@ -897,7 +894,7 @@ func (a *Account) Failover(ctx context.Context, kind FailoverKind, by string) (S
 	defer a.loopMu.Unlock()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	st := a.st
+	st := a.current()
 	if st.geo == nil {
 		_, err := PlanFailover(a.set, false, time.Time{}, time.Now())
 		return Settings{}, &InvalidError{err}
@@ -966,13 +963,14 @@ type KeyStatus struct {
 }
 
 func (a *Account) keyStatusLocked() KeyStatus {
-	ki := a.st.svc.KeyInfo()
+	st := a.current()
+	ki := st.svc.KeyInfo()
 	ks := KeyStatus{KeySource: a.set.Encryption.KeySource, KeyID: ki.KEK, WrappedAt: ki.WrappedAt.UnixMilli(), Algorithm: ki.Algorithm}
 	if v, ok := a.kekVersioned(); ok {
 		ks.KeyVersion = v.WrappedVersion(ki.Wrapped)
 	}
-	if a.st.infra != nil {
-		ii := a.st.infra.KeyInfo()
+	if st.infra != nil {
+		ii := st.infra.KeyInfo()
 		ks.InfrastructureEncryption, ks.InfrastructureAlgorithm, ks.InfrastructureKeyID = true, ii.Algorithm, ii.KEK
 		if v, ok := a.infraKEK().(keys.Versioned); ok {
 			ks.InfrastructureKeyVersion = v.WrappedVersion(ii.Wrapped)
@@ -1033,9 +1031,10 @@ type GeoStatus struct {
 func (a *Account) Status() Status {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	s := Status{Settings: redact(a.set), Keys: a.keyStatusLocked(), Copies: a.st.primary.Health()}
-	if a.st.secondary != nil {
-		s.SecondaryCopies = a.st.secondary.Health()
+	st := a.current()
+	s := Status{Settings: redact(a.set), Keys: a.keyStatusLocked(), Copies: st.primary.Health()}
+	if st.secondary != nil {
+		s.SecondaryCopies = st.secondary.Health()
 	}
 	if a.set.InfrastructureConversion != "" {
 		a.conv.mu.Lock()
@@ -1043,8 +1042,8 @@ func (a *Account) Status() Status {
 			Remaining: a.conv.remaining, LastError: a.conv.lastError}
 		a.conv.mu.Unlock()
 	}
-	if a.st.geo != nil {
-		g := a.st.geo.Status()
+	if st.geo != nil {
+		g := st.geo.Status()
 		gs := &GeoStatus{Backlog: g.Backlog, Shipped: g.Shipped, InitialSync: g.InitialSync, SecondaryAvailable: g.SecondaryAvailable,
 			LastError: g.LastError, ReadAccess: a.set.Redundancy.ReadAccess(), Held: g.Held}
 		if !g.LastErrorAt.IsZero() {
@@ -1085,8 +1084,8 @@ func (a *Account) Close() error {
 	a.loopMu.Unlock()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.st != nil {
-		a.st.close()
+	if st := a.current(); st != nil {
+		st.close()
 	}
 	return nil
 }

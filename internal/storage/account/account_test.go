@@ -353,7 +353,7 @@ func TestInfrastructureEncryptionOnAnEmptyAccountIsImmediate(t *testing.T) {
 func formats(t *testing.T, f *fixture) (infra, plain int) {
 	t.Helper()
 	f.acc.mu.RLock()
-	st := f.acc.st
+	st := f.acc.current()
 	f.acc.mu.RUnlock()
 	err := st.below().List(bg, "", func(oi storage.ObjectInfo) error {
 		if strings.HasPrefix(oi.Name, storage.ReservedPrefix) {

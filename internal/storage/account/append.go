@@ -669,7 +669,7 @@ func (a *Account) Append(ctx context.Context, name string, r io.Reader) error {
 		// hold those of the plain object and the manifest.
 		defer a.lockNames(name, manifestName(name))()
 	}
-	v := a.view(a.st)
+	v := a.view(a.current())
 	// Stray parts are removed once per name and process, when every
 	// change of the previous process is in the secondary.
 	gcAllowed := v.retire == nil || v.retire(a.started)

@@ -147,7 +147,7 @@ func (a *Account) completeConversion(ctx context.Context) error {
 	if a.set.InfrastructureConversion == "" {
 		return nil
 	}
-	old := a.st
+	old := a.current()
 	next := a.set
 	next.InfrastructureConversion = ""
 	next.Updated = time.Now().UnixMilli()

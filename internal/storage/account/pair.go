@@ -160,7 +160,7 @@ func (r replica) Put(ctx context.Context, name string, body io.Reader) error {
 	}
 	r.a.mu.RLock()
 	defer r.a.mu.RUnlock()
-	return r.a.st.primary.Put(ctx, name, body)
+	return r.a.current().primary.Put(ctx, name, body)
 }
 
 func (r replica) Get(ctx context.Context, name string, off, n int64) (io.ReadCloser, error) {
@@ -177,7 +177,7 @@ func (r replica) Delete(ctx context.Context, name string) error {
 	}
 	r.a.mu.RLock()
 	defer r.a.mu.RUnlock()
-	return r.a.st.primary.Delete(ctx, name)
+	return r.a.current().primary.Delete(ctx, name)
 }
 
 func (r replica) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
@@ -241,7 +241,7 @@ func (a *Account) Reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reload the account's settings: %w", err)
 	}
-	old := a.st
+	old := a.current()
 	old.close()
 	st, err := a.build(ctx, set, set.Encryption)
 	if err != nil {
