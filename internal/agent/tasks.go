@@ -325,11 +325,9 @@ func (ts *taskSet) wait(t *task, dir string) {
 		t.st.Result = b
 		ts.mu.Unlock()
 	}
-	ts.mu.Lock()
-	if t.isCanceled() && msg == "" {
+	if msg == "" && t.isCanceled() {
 		msg = "The task was canceled."
 	}
-	ts.mu.Unlock()
 	ts.finish(t, code, msg)
 }
 
